@@ -1,0 +1,272 @@
+"""The one facade that the CLI and the app call: load_model, generate, predict, evaluate.
+
+Everything returned is plain numpy / dataclasses from `unigem_core.molecule`, so callers never
+touch torch.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from unigem_core.config import UniGEMConfig
+from unigem_core.constants import ELEMENT_INDEX, ELEMENTS, MAX_ATOMS, PROPERTIES
+from unigem_core.data.normalizer import PropertyNormalizer
+from unigem_core.diffusion.sampler import SamplerOptions, sample
+from unigem_core.diffusion.schedule import NoiseSchedule
+from unigem_core.geometry import remove_mean
+from unigem_core.model.denoiser import Denoiser
+from unigem_core.molecule import GeneratedMolecule, Molecule, MoleculeInputError, Record
+from unigem_core.train.checkpoint import INFERENCE_FORMAT, TRAINING_FORMAT, CheckpointError, load_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "unigem.pt"
+MODEL_CARD = CHECKPOINT_DIR / "model_card.json"
+
+
+@dataclass
+class Engine:
+    """A loaded model, ready for inference. Never mutated after load_model, so it can be shared."""
+
+    model: Denoiser  # EMA weights, eval mode
+    config: UniGEMConfig
+    schedule: NoiseSchedule
+    normalizer: PropertyNormalizer
+    atom_count_probs: np.ndarray  # [MAX_ATOMS + 1] training histogram of atom counts, normalised
+    device: torch.device
+    checkpoint: Path
+    info: dict = field(default_factory=dict)  # step, epoch, elapsed time of the checkpoint
+
+    @property
+    def num_steps(self) -> int:
+        return self.config.diffusion.num_steps
+
+    @property
+    def t_n(self) -> int:
+        return self.config.diffusion.t_n
+
+
+@dataclass
+class Prediction:
+    """The answer for one input record: properties in reporting units, or why it was refused."""
+
+    index: int
+    name: str
+    formula: str = ""
+    n_atoms: int = 0
+    properties: dict[str, float] | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    source: str = ""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU; asking for 'cuda' without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("no CUDA GPU is available on this machine; use --device cpu or auto")
+        return torch.device("cuda")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
+
+
+def model_card(path: Path = MODEL_CARD) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _expected_sha(checkpoint: Path) -> str | None:
+    card = model_card(checkpoint.parent / "model_card.json")
+    if not card:
+        return None
+    return card.get("files", {}).get(checkpoint.name, {}).get("sha256")
+
+
+def load_model(checkpoint: str | Path | None = None, device: str = "auto") -> Engine:
+    """Load an inference file (or a training checkpoint, using its EMA weights) onto a device."""
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    state = load_checkpoint(path, sha256=_expected_sha(path))
+    if state["format"] == TRAINING_FORMAT:
+        weights = state["ema"]
+    elif state["format"] == INFERENCE_FORMAT:
+        weights = state["model"]
+    else:
+        raise CheckpointError(f"checkpoint {path} has unknown format {state['format']!r}")
+    config = UniGEMConfig.from_dict(state["config"])
+    model = Denoiser(config)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the {config.preset!r} architecture it declares "
+                              f"({str(exc).splitlines()[0]})") from None
+    dev = resolve_device(device)
+    model = model.to(dev).eval().requires_grad_(False)
+    norm = state["normalizer"]
+    hist = np.asarray(state["atom_count_hist"], dtype=np.float64)
+    info = {k: state.get(k) for k in ("step", "epoch", "elapsed_s")}
+    return Engine(model=model, config=config, schedule=NoiseSchedule(config.diffusion.num_steps, config.diffusion.power,
+                  config.diffusion.precision), normalizer=PropertyNormalizer(tuple(norm["mean"]), tuple(norm["mad"])),
+                  atom_count_probs=hist / hist.sum(), device=dev, checkpoint=path, info=info)
+
+
+def to_report_units(normalised: np.ndarray, normalizer: PropertyNormalizer) -> list[dict[str, float]]:
+    """[M, 12] normalised predictions -> one {key: value in reporting units} per molecule."""
+    values = np.asarray(normalised, dtype=np.float64) * np.asarray(normalizer.mad) + np.asarray(normalizer.mean)
+    scale = np.array([p.report_scale for p in PROPERTIES])
+    return [{p.key: float(v) for p, v in zip(PROPERTIES, row)} for row in values * scale]
+
+
+def draw_atom_count(probs: np.ndarray, seed: int) -> int:
+    """Atom count for the molecule with this seed, from the training histogram (spec 6, step 1)."""
+    return int(np.random.default_rng([seed, 7]).choice(len(probs), p=probs))
+
+
+def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | None = None, seed: int = 0,
+             record_trajectory: bool = False, batch_size: int = 64, precision: str = "bf16",
+             on_progress: Callable[[int, int], None] | None = None) -> list[GeneratedMolecule]:
+    """Sample n molecules with seeds seed..seed+n-1, type them, predict their properties and check them.
+
+    on_progress(done, total) counts network calls over all batches.
+    """
+    if n < 1:
+        raise ValueError("the number of molecules must be at least 1")
+    if n_atoms is not None and not 1 <= n_atoms <= MAX_ATOMS:
+        raise ValueError(f"atoms per molecule must be between 1 and {MAX_ATOMS}, got {n_atoms}")
+    from unigem_core.metrics import atom_stability, to_smiles
+
+    seeds = [seed + k for k in range(n)]
+    counts = [n_atoms or draw_atom_count(engine.atom_count_probs, s) for s in seeds]
+    order = sorted(range(n), key=lambda k: counts[k])  # similar sizes share a batch: less padding
+    chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    options = SamplerOptions(steps=steps, record_trajectory=record_trajectory, precision=precision)
+    results: dict[int, GeneratedMolecule] = {}
+    for c, chunk in enumerate(chunks):
+        def progress(done: int, total: int, c: int = c) -> None:
+            if on_progress is not None:
+                on_progress(c * total + done, len(chunks) * total)
+        out = sample(engine.model, engine.schedule, [counts[k] for k in chunk], [seeds[k] for k in chunk], options,
+                     on_progress=progress)
+        props = to_report_units(out.properties, engine.normalizer)
+        for j, k in enumerate(chunk):
+            symbols = tuple(ELEMENTS[i] for i in out.types[j])
+            mol = Molecule(symbols, out.positions[j], name=f"unigem-seed{seeds[k]}", properties=props[j])
+            stable_atoms = atom_stability(mol.symbols, mol.positions)
+            smiles = to_smiles(mol.symbols, mol.positions)
+            results[k] = GeneratedMolecule(seed=seeds[k], molecule=mol,
+                                           trajectory=out.trajectories[j] if out.trajectories else None,
+                                           atom_stable=stable_atoms, stable=bool(stable_atoms.all()),
+                                           valid=smiles is not None, smiles=smiles)
+    return [results[k] for k in range(n)]
+
+
+def _check_domain(mol: Molecule) -> None:
+    unknown = sorted({s for s in mol.symbols if s not in ELEMENT_INDEX})
+    if unknown:
+        raise MoleculeInputError(f"contains {', '.join(unknown)}; the model knows only H, C, N, O, F")
+    if mol.n_atoms > MAX_ATOMS:
+        raise MoleculeInputError(f"has {mol.n_atoms} atoms; the model handles at most {MAX_ATOMS}")
+    if mol.n_atoms < 1:
+        raise MoleculeInputError("has no atoms")
+
+
+@torch.inference_mode()
+def predict_properties(engine: Engine, molecules: list[Molecule], batch_size: int = 128,
+                       precision: str = "fp32") -> list[dict[str, float]]:
+    """All twelve properties of given molecules: the growth branch at t = 0 on their geometry (spec 7)."""
+    for mol in molecules:
+        _check_domain(mol)
+    order = sorted(range(len(molecules)), key=lambda i: molecules[i].n_atoms)
+    by_index: dict[int, dict[str, float]] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        n_max = max(molecules[i].n_atoms for i in idx)
+        x = torch.zeros(len(idx), n_max, 3)
+        mask = torch.zeros(len(idx), n_max, dtype=torch.bool)
+        for row, i in enumerate(idx):
+            x[row, :molecules[i].n_atoms] = torch.from_numpy(molecules[i].positions).float()
+            mask[row, :molecules[i].n_atoms] = True
+        x, mask = remove_mean(x, mask).to(engine.device), mask.to(engine.device)
+        t = torch.zeros(len(idx), dtype=torch.long, device=engine.device)
+        with torch.autocast(engine.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            props = engine.model(x, t, mask).properties
+        for i, p in zip(idx, to_report_units(props.float().cpu().numpy(), engine.normalizer)):
+            by_index[i] = p
+    return [by_index[i] for i in range(len(molecules))]
+
+
+def predict_records(engine: Engine, records: list[Record]) -> list[Prediction]:
+    """One Prediction per record, in input order; refused records keep their message, the rest are predicted."""
+    preds, good = [], []
+    for rec in records:
+        p = Prediction(index=rec.index, name=rec.name, error=rec.error, warnings=rec.warnings, source=rec.source)
+        if rec.molecule is not None and rec.error is None:
+            p.formula, p.n_atoms = rec.molecule.formula, rec.molecule.n_atoms
+            try:
+                _check_domain(rec.molecule)
+                good.append((p, rec.molecule))
+            except MoleculeInputError as exc:
+                p.error = str(exc)
+        preds.append(p)
+    if good:
+        for (p, _), props in zip(good, predict_properties(engine, [m for _, m in good])):
+            p.properties = props
+    return preds
+
+
+def predictions_table(predictions: list[Prediction]) -> list[dict]:
+    """Rows for CSV and the app's table: name, formula, n_atoms, one column per property (with unit), error."""
+    rows = []
+    for p in predictions:
+        row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms}
+        for spec in PROPERTIES:
+            row[spec.column] = None if p.properties is None else p.properties[spec.key]
+        row["error"] = p.error or ""
+        row["warnings"] = "; ".join(p.warnings)
+        rows.append(row)
+    return rows
+
+
+def evaluate_generation(engine: Engine, n: int = 1000, steps: int | None = None, seed: int = 0, batch_size: int = 100,
+                        novelty: bool = True, on_progress: Callable[[int, int], None] | None = None) -> dict:
+    """Stability, validity, uniqueness and novelty of n generated molecules (spec 8)."""
+    from unigem_core.metrics import generation_metrics, training_smiles
+
+    start = time.perf_counter()
+    mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress)
+    elapsed = time.perf_counter() - start
+    metrics = generation_metrics([g.molecule for g in mols], training_smiles() if novelty else None)
+    metrics.update(steps=steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device))
+    return metrics
+
+
+def evaluate_reference(n: int | None = 2000, split: str = "test", seed: int = 0, novelty: bool = True) -> dict:
+    """The same metrics on real QM9 molecules: the "Data" row."""
+    from unigem_core.metrics import generation_metrics, reference_molecules, training_smiles
+
+    mols = reference_molecules(split, n=n, seed=seed)
+    return generation_metrics(mols, training_smiles() if novelty else None)
+
+
+def evaluate_properties(engine: Engine, split: str = "test", limit: int | None = None, batch_size: int = 256) -> dict:
+    """Mean absolute error of all twelve targets on a QM9 split, in reporting units (spec 7 and 14)."""
+    from unigem_core.data.qm9 import load_split, symbols_of
+
+    data = load_split(split)
+    rows = np.arange(len(data)) if limit is None else np.arange(min(limit, len(data)))
+    mols = [Molecule(symbols_of(data.types[i]), data.positions[i, :data.n_atoms[i]]) for i in rows]
+    preds = predict_properties(engine, mols, batch_size=batch_size)
+    scale = np.array([p.report_scale for p in PROPERTIES])
+    predicted = np.array([[p[s.key] for s in PROPERTIES] for p in preds])
+    truth = data.targets[rows] * scale
+    mae = np.abs(predicted - truth).mean(0)
+    return {"split": split, "n_molecules": int(len(rows)),
+            "mae": {p.key: float(v) for p, v in zip(PROPERTIES, mae)},
+            "units": {p.key: p.report_unit for p in PROPERTIES}}

@@ -1,0 +1,222 @@
+"""`unigem train | sample | evaluate | predict | export | app`: the engine from the command line.
+
+Every command defaults to the checkpoint shipped in checkpoints/, and on bad input exits non-zero
+with one readable line (no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+from unigem_core.molecule import MoleculeInputError
+
+
+class CLIError(Exception):
+    """An error the user can act on; printed as one line."""
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=None, help="model file (default: the shipped checkpoints/unigem.pt)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
+
+
+def cmd_train(args) -> int:
+    import torch
+
+    from unigem_core.config import preset
+    from unigem_core.train.loop import fit, init_distributed
+
+    overrides = {k: v for k, v in {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "lr": args.lr,
+                                   "batch_size": args.batch_size, "precision": args.precision,
+                                   "checkpoint_minutes": args.checkpoint_minutes, "ema_decay": args.ema_decay,
+                                   "train_subset": args.train_subset, "val_every": args.val_every}.items() if v is not None}
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from unigem_core.api import resolve_device
+
+    device = init_distributed(args.device) or resolve_device(args.device)
+    config = preset(args.preset).with_train(**overrides)
+    run_dir = args.run_dir or Path("runs") / args.preset
+    resume = args.resume
+    if resume is None and (run_dir / "last.pt").exists() and not args.fresh:
+        resume = run_dir / "last.pt"
+        print(f"resuming from {resume} (use --fresh to start over)", file=sys.stderr)
+    state = fit(config, run_dir, device, resume=resume, overrides=overrides if resume else None)
+    print(json.dumps({"run_dir": str(run_dir), "step": state.step, "epoch": state.epoch,
+                      "elapsed_s": round(state.elapsed_s, 1)}))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from unigem_core.train.checkpoint import atomic_save, inference_state, load_checkpoint
+
+    state = load_checkpoint(args.source)
+    out = inference_state(state) if state["format"].startswith("unigem-training") else state
+    atomic_save(out, args.out)
+    print(f"wrote {args.out} (step {out.get('step')})")
+    return 0
+
+
+def _progress_bar(desc: str):
+    from tqdm import tqdm
+
+    bar = tqdm(total=1, desc=desc, file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+    return bar, update
+
+
+def cmd_sample(args) -> int:
+    from unigem_core import api
+    from unigem_core.io import to_sdf, trajectory_to_xyz, to_xyz
+
+    engine = api.load_model(args.checkpoint, args.device)
+    bar, update = _progress_bar("sampling")
+    mols = api.generate(engine, args.n, steps=args.steps, n_atoms=args.atoms, seed=args.seed,
+                        record_trajectory=args.trajectory is not None, on_progress=update, precision=args.precision)
+    bar.close()
+    out = Path(args.out)
+    text = to_xyz([g.molecule for g in mols]) if out.suffix.lower() == ".xyz" else to_sdf([g.molecule for g in mols])
+    out.write_text(text)
+    if args.trajectory is not None:
+        frames = "".join(trajectory_to_xyz(g.trajectory, g.molecule.symbols) for g in mols)
+        Path(args.trajectory).write_text(frames)
+    n_valid = sum(g.valid for g in mols)
+    n_stable = sum(g.stable for g in mols)
+    print(f"wrote {len(mols)} molecules to {out} ({n_valid} valid, {n_stable} stable)", file=sys.stderr)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from unigem_core import api
+
+    if args.reference:
+        result = api.evaluate_reference(n=args.n, novelty=not args.no_novelty)
+    else:
+        engine = api.load_model(args.checkpoint, args.device)
+        bar, update = _progress_bar("sampling")
+        result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
+                                         novelty=not args.no_novelty, on_progress=update)
+        bar.close()
+        if args.properties:
+            result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))
+    print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from unigem_core import api
+    from unigem_core.io import read_molecules
+
+    records = []
+    for path in args.files:
+        if not path.exists():
+            raise CLIError(f"{path}: no such file")
+        records += read_molecules(path.read_bytes(), filename=path.name)
+    engine = api.load_model(args.checkpoint, args.device)
+    rows = api.predictions_table(api.predict_records(engine, records))
+    with open(args.out, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]) if rows else ["name", "error"])
+        writer.writeheader()
+        writer.writerows(rows)
+    refused = [r for r in rows if r["error"]]
+    for r in refused:
+        print(f"refused: {r['name']}: {r['error']}", file=sys.stderr)
+    print(f"wrote {len(rows)} rows to {args.out} ({len(rows) - len(refused)} predicted, {len(refused)} refused)",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_app(args) -> int:
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.call([sys.executable, "-m", "streamlit", "run", str(root / "app" / "main.py"), *args.streamlit_args])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="unigem", description="UniGEM: generate 3D molecules and predict their properties.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model (resumes run_dir/last.pt when present)")
+    p.add_argument("--preset", default="tiny", choices=["tiny", "small", "paper"])
+    p.add_argument("--resume", type=Path, default=None, help="training checkpoint to resume from")
+    p.add_argument("--run-dir", type=Path, default=None, help="where checkpoints and log.csv go (default runs/PRESET)")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing run_dir/last.pt")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--checkpoint-minutes", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--ema-decay", type=float)
+    p.add_argument("--precision", choices=["bf16", "fp32"])
+    p.add_argument("--train-subset", type=int, help="train on the first K training molecules only")
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("export", help="make an inference file from a training checkpoint")
+    p.add_argument("source", type=Path)
+    p.add_argument("--out", type=Path, default=Path("checkpoints/unigem.pt"))
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("sample", help="generate molecules")
+    p.add_argument("--n", type=int, default=10)
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: all 1000)")
+    p.add_argument("--atoms", type=int, default=None, help="atoms per molecule (default: drawn from QM9's histogram)")
+    p.add_argument("--seed", type=int, default=0, help="molecule k gets seed SEED+k")
+    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    p.add_argument("--out", type=Path, required=True, help="output .sdf (properties as SD tags) or .xyz")
+    p.add_argument("--trajectory", type=Path, default=None, help="also write the trajectories as multi-frame XYZ")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="generation metrics (and property MAE) as JSON")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--properties", action="store_true", help="also the MAE of all twelve targets on a split")
+    p.add_argument("--split", default="test", choices=["valid", "test"])
+    p.add_argument("--limit", type=int, default=None, help="property MAE on the first LIMIT molecules only")
+    p.add_argument("--reference", action="store_true", help="metrics of real QM9 test molecules (the Data row)")
+    p.add_argument("--no-novelty", action="store_true", help="skip novelty (needs the training SMILES)")
+    p.add_argument("--json", action="store_true", help="one-line JSON")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="predict the twelve properties of molecules in XYZ/SDF/SMILES files")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="output CSV, one row per input record")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("app", help="start the Streamlit app")
+    p.add_argument("streamlit_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_app)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from unigem_core.train.checkpoint import CheckpointError
+
+    try:
+        return args.func(args)
+    except (CLIError, MoleculeInputError, CheckpointError, ValueError, RuntimeError, OSError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"unigem {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unigem {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

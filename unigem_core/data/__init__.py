@@ -1,0 +1,1 @@
+"""QM9 data: reading, splitting, caching, batching, normalising."""

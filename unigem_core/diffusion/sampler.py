@@ -1,0 +1,131 @@
+"""Ancestral sampling of coordinates, then atom types and properties at t = 0 (spec 6).
+
+One plain loop serves the CLI, the app and evaluation. Each molecule draws all of its noise from
+its own generator seeded with its seed, so seed k gives the same molecule in any batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from unigem_core.diffusion.schedule import NoiseSchedule
+from unigem_core.geometry import batch_noise, remove_mean
+from unigem_core.molecule import Frame, Trajectory
+
+ProgressCallback = Callable[[int, int], None]  # (steps done, steps in all)
+FrameCallback = Callable[[int, torch.Tensor, torch.Tensor | None], None]  # (t, z_t [B, N, 3], type guess [B, N] or None)
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    steps: int | None = None  # network calls before the final t = 0 call; None = all T (ancestral over every t)
+    record_trajectory: bool = False  # keep frames for the trajectory player
+    nucleation_frames: int = 100  # frames kept from the nucleation phase; every growth-phase step is kept
+    precision: str = "bf16"  # autocast dtype for the network's dense work ("bf16" or "fp32")
+
+
+@dataclass
+class SampleResult:
+    positions: list[np.ndarray]  # per molecule [n_i, 3] float32, Angstrom
+    types: list[np.ndarray]  # per molecule [n_i] element indices (argmax of the t = 0 type head)
+    properties: np.ndarray  # [B, 12] normalised property predictions from the t = 0 call
+    trajectories: list[Trajectory] | None
+
+
+def timesteps(num_steps: int, t_n: int, steps: int | None = None) -> list[int]:
+    """Descending t from T to 0. All of them, or `steps` transitions with a share kept for the growth phase."""
+    if steps is None or steps >= num_steps:
+        return list(range(num_steps, -1, -1))
+    steps = max(steps, 2)
+    n_growth = min(t_n, max(1, steps // 10))  # growth steps: where types and properties are decided
+    growth = np.linspace(t_n, 0, n_growth + 1)
+    nucleation = np.linspace(num_steps, t_n, steps - n_growth + 1)
+    ts = np.unique(np.round(np.concatenate([nucleation, growth])).astype(int))[::-1]
+    return [int(t) for t in ts]
+
+
+class TrajectoryRecorder:
+    """A frame callback that keeps nucleation frames sparsely and growth frames densely."""
+
+    def __init__(self, ts: list[int], n_atoms: list[int], schedule: NoiseSchedule, t_n: int, nucleation_frames: int):
+        nucleation = [t for t in ts if t > t_n]
+        pick = np.unique(np.round(np.linspace(0, len(nucleation) - 1, min(nucleation_frames, len(nucleation)))))
+        self.keep = {nucleation[int(i)] for i in pick} | {t for t in ts if t <= t_n}
+        self.n_atoms, self.schedule, self.t_n = n_atoms, schedule, t_n
+        self.frames: list[list[Frame]] = [[] for _ in n_atoms]
+
+    def __call__(self, t: int, z: torch.Tensor, type_guess: torch.Tensor | None) -> None:
+        if t not in self.keep:
+            return
+        z = z.detach().float().cpu().numpy()
+        guess = None if type_guess is None else type_guess.cpu().numpy()
+        phase = "growth" if t <= self.t_n else "nucleation"
+        sigma = self.schedule.sigma_value(t)
+        for i, n in enumerate(self.n_atoms):
+            self.frames[i].append(Frame(t=t, sigma_t=sigma, phase=phase, positions=z[i, :n].copy(),
+                                        type_guess=None if guess is None else guess[i, :n].copy()))
+
+    def trajectories(self) -> list[Trajectory]:
+        return [Trajectory(frames=f, t_n=self.t_n, num_steps=self.schedule.num_steps) for f in self.frames]
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+@torch.inference_mode()
+def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int], options: SamplerOptions = SamplerOptions(),
+           on_progress: ProgressCallback | None = None, on_frame: FrameCallback | None = None) -> SampleResult:
+    """Generate len(seeds) molecules with the given atom counts. The model's device is used."""
+    device = next(model.parameters()).device
+    t_n = model.t_n
+    b, n_max = len(n_atoms), max(n_atoms)
+    generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    node_mask = (torch.arange(n_max).unsqueeze(0) < torch.tensor(n_atoms).unsqueeze(1)).to(device)  # [B, N]
+    ts = timesteps(schedule.num_steps, t_n, options.steps)
+    recorder = TrajectoryRecorder(ts, n_atoms, schedule, t_n, options.nucleation_frames) if options.record_trajectory else None
+    callbacks = [cb for cb in (recorder, on_frame) if cb is not None]
+
+    def call(z: torch.Tensor, t: int):
+        t_vec = torch.full((b,), t, dtype=torch.long, device=device)
+        with _autocast(device, options.precision):
+            out = model(z, t_vec, node_mask)
+        guess = out.type_logits.argmax(-1) if t <= t_n else None
+        for cb in callbacks:
+            cb(t, z, guess)
+        return out
+
+    z = batch_noise(n_atoms, n_max, generators).to(device)  # z_T, CoM-free per molecule
+    total = len(ts)
+    for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
+        out = call(z, t)
+        t_, s_ = torch.tensor([t]), torch.tensor([s])
+        alpha_ts, sigma2_ts = (v.to(device) for v in schedule.transition(t_, s_))
+        sigma_t, sigma_s = schedule.sigma(t_).to(device), schedule.sigma(s_).to(device)
+        mu = z / alpha_ts - (sigma2_ts / (alpha_ts * sigma_t)) * out.eps
+        std = torch.sqrt(sigma2_ts) * sigma_s / sigma_t
+        z = remove_mean(mu + std * batch_noise(n_atoms, n_max, generators).to(device), node_mask)
+        if on_progress is not None:
+            on_progress(i + 1, total)
+
+    # Final call at t = 0: clean coordinates, atom types and properties (spec 6, step 4).
+    out = call(z, 0)
+    zero = torch.tensor([0])
+    alpha_0, sigma_0 = schedule.alpha(zero).to(device), schedule.sigma(zero).to(device)
+    x = (z - sigma_0 * out.eps) / alpha_0
+    x = remove_mean(x + sigma_0 / alpha_0 * batch_noise(n_atoms, n_max, generators).to(device), node_mask)
+    if on_progress is not None:
+        on_progress(total, total)
+    x = x.float().cpu().numpy()
+    types = out.type_logits.argmax(-1).cpu().numpy()
+    trajectories = None
+    if recorder is not None:
+        trajectories = recorder.trajectories()
+        for traj, pos in zip(trajectories, x):  # the last frame shows the final, clean molecule
+            traj.frames[-1].positions = pos[: len(traj.frames[-1].positions)].copy()
+    return SampleResult(positions=[x[i, :n] for i, n in enumerate(n_atoms)],
+                        types=[types[i, :n] for i, n in enumerate(n_atoms)],
+                        properties=out.properties.float().cpu().numpy(), trajectories=trajectories)

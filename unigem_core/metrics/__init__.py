@@ -1,0 +1,26 @@
+"""Generation metrics of the paper (spec 8): bond orders, stability, RDKit validity/uniqueness/novelty."""
+from unigem_core.metrics.bonds import bond_order, bond_order_matrix
+from unigem_core.metrics.rdkit_metrics import (
+    MoleculeCheck,
+    build_rdkit_mol,
+    check_molecule,
+    generation_metrics,
+    to_smiles,
+)
+from unigem_core.metrics.reference import reference_molecules, training_smiles
+from unigem_core.metrics.stability import ALLOWED_VALENCES, atom_stability, is_stable
+
+__all__ = [
+    "ALLOWED_VALENCES",
+    "MoleculeCheck",
+    "atom_stability",
+    "bond_order",
+    "bond_order_matrix",
+    "build_rdkit_mol",
+    "check_molecule",
+    "generation_metrics",
+    "is_stable",
+    "reference_molecules",
+    "to_smiles",
+    "training_smiles",
+]

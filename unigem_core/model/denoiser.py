@@ -1,0 +1,49 @@
+"""The denoiser: the one network call used by training, sampling and property prediction (spec 2 and 3).
+
+It adds the time channel (atom types are never an input: the type channels are the constant 1),
+runs the branched EGNN with molecules at t <= t_n routed to the growth branch, and reads the three
+heads: CoM-free coordinate noise eps = x_out - x_in, atom-type logits and normalised properties.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unigem_core.config import UniGEMConfig
+from unigem_core.geometry import remove_mean
+from unigem_core.model.egnn import BranchedEGNN
+from unigem_core.model.heads import AtomTypeHead, PropertyHead
+
+
+@dataclass
+class DenoiserOutput:
+    eps: torch.Tensor  # [B, N, 3] predicted coordinate noise, CoM-free, zero on padding
+    type_logits: torch.Tensor  # [B, N, 5] scores over H, C, N, O, F
+    properties: torch.Tensor  # [B, 12] normalised ((y - mean) / MAD)
+
+
+class Denoiser(nn.Module):
+    def __init__(self, cfg: UniGEMConfig):
+        super().__init__()
+        self.num_steps = cfg.diffusion.num_steps
+        self.t_n = cfg.diffusion.t_n
+        # Input features per atom: [1, t/T]. The constant 1 stands for the six type/charge channels of
+        # the published model, which are all set to 1 (their embedding collapses to one bias vector).
+        self.egnn = BranchedEGNN(cfg.model, in_features=2)
+        self.type_head = AtomTypeHead(cfg.model.hidden)
+        self.property_head = PropertyHead(cfg.model.hidden)
+
+    def forward(self, z_x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor) -> DenoiserOutput:
+        """z_x [B, N, 3] noisy CoM-free positions, t [B] integer steps, node_mask [B, N] bool."""
+        b, n, _ = z_x.shape
+        mask = node_mask.to(z_x.dtype)  # [B, N]
+        t_frac = (t.to(z_x.dtype) / self.num_steps).view(b, 1, 1).expand(b, n, 1)  # [B, N, 1]
+        features = torch.cat([torch.ones_like(t_frac), t_frac], dim=-1) * mask.unsqueeze(-1)  # [B, N, 2]
+        use_growth = t <= self.t_n  # [B] routing by each molecule's own t
+        h, x_out = self.egnn(features, z_x, node_mask, use_growth)
+        # Coordinates stay in the input precision (fp32, or fp64 in tests) even under autocast.
+        eps = torch.nan_to_num(remove_mean(x_out.to(z_x.dtype) - z_x, node_mask))  # [B, N, 3]
+        return DenoiserOutput(eps=eps, type_logits=self.type_head(h).to(z_x.dtype),
+                              properties=self.property_head(h, node_mask).to(z_x.dtype))

@@ -1,0 +1,89 @@
+"""Plain-numpy result types that every door (Python API, CLI, app) shares.
+
+Nothing here imports torch or RDKit, so the app can hold these objects freely.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class MoleculeInputError(ValueError):
+    """A molecule the tool cannot read or that lies outside the model's domain; the message is one line."""
+
+
+@dataclass
+class Molecule:
+    """A 3D molecule with explicit hydrogens."""
+
+    symbols: tuple[str, ...]  # element symbols, one per atom
+    positions: np.ndarray  # [n, 3] float64, Angstrom
+    name: str = ""
+    properties: dict[str, float] | None = None  # property key -> value in reporting units (constants.PROPERTIES)
+
+    def __post_init__(self) -> None:
+        self.symbols = tuple(self.symbols)
+        self.positions = np.asarray(self.positions, dtype=np.float64).reshape(-1, 3)
+        if len(self.symbols) != len(self.positions):
+            raise ValueError(f"{len(self.symbols)} symbols but {len(self.positions)} positions")
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.symbols)
+
+    @property
+    def formula(self) -> str:
+        """Hill formula: C first, then H, then the rest alphabetically (e.g. C2H6O)."""
+        counts = Counter(self.symbols)
+        order = (["C", "H"] if "C" in counts else []) + sorted(s for s in counts if s not in ("C", "H") or "C" not in counts)
+        return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
+
+
+@dataclass
+class Record:
+    """One record of an input file: a molecule, or the reason it was refused."""
+
+    index: int  # 1-based position in the input (record number within its file)
+    name: str
+    molecule: Molecule | None = None
+    error: str | None = None  # one readable line when the record was refused
+    warnings: tuple[str, ...] = ()  # e.g. "flat geometry (all z = 0): the model needs 3D coordinates"
+    source: str = ""  # file name the record came from, if any
+
+    @property
+    def ok(self) -> bool:
+        return self.molecule is not None and self.error is None
+
+
+@dataclass
+class Frame:
+    """One snapshot of the reverse diffusion of one molecule (spec 6)."""
+
+    t: int  # diffusion step, T..0
+    sigma_t: float  # noise level at t (Angstrom)
+    phase: str  # "nucleation" (t > t_n) or "growth" (t <= t_n)
+    positions: np.ndarray  # [n, 3] float32
+    type_guess: np.ndarray | None = None  # [n] element indices from the type head (growth phase only)
+
+
+@dataclass
+class Trajectory:
+    frames: list[Frame]
+    t_n: int  # nucleation time
+    num_steps: int  # T
+
+
+@dataclass
+class GeneratedMolecule:
+    """A molecule produced by the sampler with everything the app shows beside it."""
+
+    seed: int
+    molecule: Molecule  # atom types from the t = 0 type head, properties in reporting units
+    trajectory: Trajectory | None = None
+    atom_stable: np.ndarray | None = None  # [n] bool per-atom valence check (spec 8.2)
+    stable: bool = False  # every atom stable
+    valid: bool = False  # RDKit sanitises the whole molecule
+    smiles: str | None = None  # largest fragment, when valid
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,241 @@
+"""Training: `train_step` does exactly one optimiser step; `fit` reads top to bottom (spec 5).
+
+Runs on CPU (bf16 autocast uses the AMX units) and CUDA (bf16, TF32), single process or under
+`torchrun` (DistributedDataParallel: gloo on CPU, NCCL on CUDA). Checkpoints are atomic and carry
+the whole state, so a killed run resumes exactly where its last checkpoint left it.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from unigem_core.config import UniGEMConfig
+from unigem_core.constants import MAX_ATOMS
+from unigem_core.data.collate import Batch, collate, epoch_batches
+from unigem_core.data.normalizer import PropertyNormalizer
+from unigem_core.data.qm9 import QM9Arrays, load_split
+from unigem_core.diffusion.process import two_phase_loss
+from unigem_core.diffusion.schedule import NoiseSchedule
+from unigem_core.model.denoiser import Denoiser
+from unigem_core.train.checkpoint import TRAINING_FORMAT, atomic_save, inference_state, load_checkpoint, versions
+from unigem_core.train.clip import AdaptiveClipper
+from unigem_core.train.ema import EMA
+
+LOG_FIELDS = ["step", "epoch", "loss", "coord", "atom_type", "prop", "type_accuracy", "lr", "grad_norm",
+              "molecules_per_s", "elapsed_s", "val_loss", "val_coord", "val_prop_mae_norm", "val_type_accuracy"]
+
+
+@dataclass
+class TrainState:
+    config: UniGEMConfig
+    model: nn.Module  # the raw Denoiser (DDP wraps it separately)
+    ema: EMA
+    optimizer: torch.optim.Optimizer
+    clipper: AdaptiveClipper
+    generator: torch.Generator  # all training noise and timesteps come from here
+    normalizer: PropertyNormalizer
+    atom_count_hist: list[int]
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of `epoch` already consumed
+    elapsed_s: float = 0.0
+
+
+def _dist_info() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def new_state(config: UniGEMConfig, train: QM9Arrays, device: torch.device) -> TrainState:
+    torch.manual_seed(config.train.seed)
+    model = Denoiser(config).to(device)
+    tc = config.train
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad)
+    return TrainState(config=config, model=model, ema=EMA(model, tc.ema_decay), optimizer=optimizer,
+                      clipper=AdaptiveClipper(tc.clip_history),
+                      generator=torch.Generator().manual_seed(tc.seed + 1000 * _dist_info()[0]),
+                      normalizer=PropertyNormalizer.fit(train.targets),
+                      atom_count_hist=np.bincount(train.n_atoms, minlength=MAX_ATOMS + 1).tolist())
+
+
+def state_dict(state: TrainState) -> dict:
+    return {
+        "format": TRAINING_FORMAT, "config": state.config.to_dict(), "versions": versions(),
+        "model": state.model.state_dict(), "ema": state.ema.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "clipper": state.clipper.state_dict(), "generator": state.generator.get_state(),
+        "normalizer": {"mean": list(state.normalizer.mean), "mad": list(state.normalizer.mad)},
+        "atom_count_hist": list(state.atom_count_hist), "step": state.step, "epoch": state.epoch,
+        "batch_in_epoch": state.batch_in_epoch, "elapsed_s": state.elapsed_s, "hardware": hardware(),
+    }
+
+
+def load_state(path: Path, device: torch.device, overrides: dict | None = None) -> TrainState:
+    """Rebuild a TrainState from a training checkpoint; `overrides` may change train settings (e.g. max_minutes)."""
+    ckpt = load_checkpoint(path, expected_format=TRAINING_FORMAT)
+    config = UniGEMConfig.from_dict(ckpt["config"])
+    if overrides:
+        config = config.with_train(**overrides)
+    model = Denoiser(config).to(device)
+    model.load_state_dict(ckpt["model"])
+    tc = config.train
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad)
+    optimizer.load_state_dict(ckpt["optimizer"])
+    for group in optimizer.param_groups:  # a resumed run may be given a new learning rate
+        group["lr"] = tc.lr
+    ema = EMA(model, tc.ema_decay)
+    ema.load_state_dict(ckpt["ema"])
+    clipper = AdaptiveClipper(tc.clip_history)
+    clipper.load_state_dict(ckpt["clipper"])
+    generator = torch.Generator()
+    generator.set_state(ckpt["generator"])
+    norm = ckpt["normalizer"]
+    return TrainState(config=config, model=model, ema=ema, optimizer=optimizer, clipper=clipper, generator=generator,
+                      normalizer=PropertyNormalizer(tuple(norm["mean"]), tuple(norm["mad"])),
+                      atom_count_hist=list(ckpt["atom_count_hist"]), step=ckpt["step"], epoch=ckpt["epoch"],
+                      batch_in_epoch=ckpt["batch_in_epoch"], elapsed_s=ckpt["elapsed_s"])
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn.Module | None = None) -> dict:
+    """One optimiser step on one batch. `net` is the module to call (a DDP wrapper), default state.model."""
+    net = net or state.model
+    net.train()
+    with autocast(batch.positions.device, state.config.train.precision):
+        terms = two_phase_loss(net, batch, schedule, state.normalizer, state.config.diffusion, state.generator)
+    state.optimizer.zero_grad(set_to_none=True)
+    terms.total.backward()
+    grad_norm = state.clipper.clip(state.model.parameters())
+    if math.isfinite(grad_norm):  # a non-finite gradient skips the update instead of poisoning the weights
+        state.optimizer.step()
+        state.ema.update(state.model)
+    state.step += 1
+    return {**terms.as_floats(), "loss": float(terms.total.detach()), "grad_norm": grad_norm,
+            "lr": state.optimizer.param_groups[0]["lr"]}
+
+
+@torch.no_grad()
+def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule, device: torch.device, batch_size: int = 128) -> dict:
+    """EMA model on a fixed slice of the validation split, with fixed noise: comparable across time."""
+    model = state.ema.model
+    model.eval()
+    generator = torch.Generator().manual_seed(1234)
+    totals = {"val_loss": 0.0, "val_coord": 0.0, "val_prop_mae_norm": 0.0, "val_type_accuracy": 0.0}
+    n_batches = 0
+    for start in range(0, len(data) - batch_size + 1, batch_size):
+        batch = collate(data, np.arange(start, start + batch_size)).to(device)
+        with autocast(device, state.config.train.precision):
+            terms = two_phase_loss(model, batch, schedule, state.normalizer, state.config.diffusion, generator)
+        for key, value in (("val_loss", terms.total), ("val_coord", terms.coord), ("val_prop_mae_norm", terms.prop),
+                           ("val_type_accuracy", terms.type_accuracy)):
+            totals[key] += float(value)
+        n_batches += 1
+    return {k: v / max(n_batches, 1) for k, v in totals.items()}
+
+
+def save(state: TrainState, run_dir: Path) -> None:
+    """Full training checkpoint plus the inference file of the EMA weights, both atomic."""
+    sd = state_dict(state)
+    atomic_save(sd, run_dir / "last.pt")
+    atomic_save(inference_state(sd), run_dir / "inference.pt")
+
+
+def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path | None = None,
+        overrides: dict | None = None, progress: bool = True) -> TrainState:
+    """Train until max_steps or max_minutes, checkpointing every few minutes and at the end."""
+    from tqdm import tqdm
+
+    rank, world = _dist_info()
+    run_dir = Path(run_dir)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    train = load_split("train", progress=rank == 0)
+    if config.train.train_subset:
+        train = train.subset(np.arange(config.train.train_subset))
+    valid = load_split("valid", progress=False)
+    valid = valid.subset(np.arange(min(config.train.val_molecules, len(valid))))
+    state = load_state(resume, device, overrides) if resume else new_state(config, train, device)
+    tc = state.config.train
+    schedule = NoiseSchedule(state.config.diffusion.num_steps, state.config.diffusion.power, state.config.diffusion.precision)
+    net: nn.Module = state.model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)
+    log_path = run_dir / "log.csv"
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not log_path.exists():
+            with open(log_path, "w", newline="") as f:
+                csv.DictWriter(f, LOG_FIELDS).writeheader()
+    start_wall, last_ckpt = time.perf_counter(), time.perf_counter()
+    elapsed_at_start = state.elapsed_s
+    window_molecules, window_start = 0, time.perf_counter()
+    bar = tqdm(total=tc.max_steps, initial=state.step, desc=f"train {state.config.preset}", disable=not progress or rank > 0,
+               dynamic_ncols=True)
+    done = False
+    while not done:
+        batches = epoch_batches(train.n_atoms, tc.batch_size * world, tc.seed, state.epoch, tc.bucket_batches)
+        while state.batch_in_epoch < len(batches):
+            rows = batches[state.batch_in_epoch]
+            rows = rows[rank::world]  # each rank takes its share of the global batch
+            metrics = train_step(state, collate(train, rows).to(device), schedule, net)
+            state.batch_in_epoch += 1
+            window_molecules += len(rows) * world
+            state.elapsed_s = elapsed_at_start + time.perf_counter() - start_wall
+            bar.update(1)
+            if state.step % tc.log_every == 0 and rank == 0:
+                rate = window_molecules / max(time.perf_counter() - window_start, 1e-9)
+                window_molecules, window_start = 0, time.perf_counter()
+                row = {**{k: metrics.get(k) for k in LOG_FIELDS}, "step": state.step, "epoch": state.epoch,
+                       "molecules_per_s": round(rate, 1), "elapsed_s": round(state.elapsed_s, 1)}
+                if tc.val_every and state.step % tc.val_every == 0:
+                    row.update(validate(state, valid, schedule, device))
+                with open(log_path, "a", newline="") as f:
+                    csv.DictWriter(f, LOG_FIELDS).writerow(row)
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")
+            out_of_time = tc.max_minutes and (time.perf_counter() - start_wall) / 60 >= tc.max_minutes
+            done = state.step >= tc.max_steps or bool(out_of_time)
+            if rank == 0 and (done or time.perf_counter() - last_ckpt >= tc.checkpoint_minutes * 60):
+                save(state, run_dir)
+                last_ckpt = time.perf_counter()
+            if done:
+                break
+        if state.batch_in_epoch >= len(batches):
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            if rank == 0:
+                save(state, run_dir)
+                atomic_save(inference_state(state_dict(state)), run_dir / "snapshots" / f"epoch{state.epoch:04d}.pt")
+    bar.close()
+    return state
+
+
+def init_distributed(device_name: str) -> torch.device | None:
+    """Join the torchrun process group when launched by torchrun; returns this rank's device."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    use_cuda = device_name != "cpu" and torch.cuda.is_available()
+    torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
+    if use_cuda:
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")

@@ -29,7 +29,7 @@ def cmd_train(args) -> int:
     from unigem_core.config import preset
     from unigem_core.train.loop import fit, init_distributed
 
-    overrides = {k: v for k, v in {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "lr": args.lr,
+    overrides = {k: v for k, v in {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "lr": args.lr, "warmup_steps": args.warmup_steps,
                                    "batch_size": args.batch_size, "precision": args.precision,
                                    "checkpoint_minutes": args.checkpoint_minutes, "ema_decay": args.ema_decay,
                                    "train_subset": args.train_subset, "val_every": args.val_every}.items() if v is not None}
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--warmup-steps", type=int)
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--precision", choices=["bf16", "fp32"])
     p.add_argument("--train-subset", type=int, help="train on the first K training molecules only")

@@ -42,6 +42,7 @@ class TrainConfig:
 
     batch_size: int = 64
     lr: float = 1e-4
+    warmup_steps: int = 0  # linear learning-rate warm-up from 0 (the published run uses none)
     weight_decay: float = 1e-12
     amsgrad: bool = True
     ema_decay: float = 0.9999  # EMA of the weights, used for sampling and evaluation
@@ -88,7 +89,7 @@ PRESETS: dict[str, UniGEMConfig] = {
     "small": UniGEMConfig(
         preset="small",
         model=ModelConfig(hidden=128, shared_blocks=1, branch_blocks=4),
-        train=TrainConfig(lr=5e-4, ema_decay=0.999),
+        train=TrainConfig(lr=3e-4, warmup_steps=2000, ema_decay=0.999),
     ),
     # The published QM9 architecture: 9 blocks per path, 256 features, split after the first block.
     "paper": UniGEMConfig(preset="paper"),

@@ -37,7 +37,8 @@ class Molecule:
     def formula(self) -> str:
         """Hill formula: C first, then H, then the rest alphabetically (e.g. C2H6O)."""
         counts = Counter(self.symbols)
-        order = (["C", "H"] if "C" in counts else []) + sorted(s for s in counts if s not in ("C", "H") or "C" not in counts)
+        first = [s for s in ("C", "H") if s in counts] if "C" in counts else []
+        order = first + sorted(s for s in counts if s not in first)
         return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order)
 
 

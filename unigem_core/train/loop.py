@@ -90,8 +90,6 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
     tc = config.train
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad)
     optimizer.load_state_dict(ckpt["optimizer"])
-    for group in optimizer.param_groups:  # a resumed run may be given a new learning rate
-        group["lr"] = tc.lr
     ema = EMA(model, tc.ema_decay)
     ema.load_state_dict(ckpt["ema"])
     clipper = AdaptiveClipper(tc.clip_history)
@@ -119,6 +117,10 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
     """One optimiser step on one batch. `net` is the module to call (a DDP wrapper), default state.model."""
     net = net or state.model
     net.train()
+    tc = state.config.train
+    lr = tc.lr * min(1.0, (state.step + 1) / tc.warmup_steps) if tc.warmup_steps else tc.lr
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
     with autocast(batch.positions.device, state.config.train.precision):
         terms = two_phase_loss(net, batch, schedule, state.normalizer, state.config.diffusion, state.generator)
     state.optimizer.zero_grad(set_to_none=True)

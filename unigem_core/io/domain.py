@@ -1,0 +1,81 @@
+"""What the model accepts (spec 1: neutral QM9-like molecules of H, C, N, O, F, at most 29 atoms,
+every hydrogen explicit, in 3D) and the RDKit steps that complete a molecule to it.
+
+The readers call `check_composition` before any 3D work (cheap refusals first) and
+`checked_molecule` on the final geometry; both raise MoleculeInputError with one line.
+"""
+from __future__ import annotations
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import AllChem
+
+from unigem_core.constants import ELEMENTS, MAX_ATOMS
+from unigem_core.molecule import Molecule, MoleculeInputError
+
+MIN_SEPARATION = 0.1  # Angstrom; closer atoms are one atom written twice (the shortest bond, H2, is 0.74)
+
+
+def check_composition(mol: Chem.Mol) -> list[str]:
+    """Refuse what lies outside QM9 before any 3D work; returns warnings. Counts implicit H as atoms."""
+    numbers = {atom.GetSymbol(): atom.GetAtomicNum() for atom in mol.GetAtoms()}
+    foreign = sorted((s for s in numbers if s not in ELEMENTS), key=numbers.get)
+    if foreign:
+        raise MoleculeInputError(f"contains {', '.join(foreign)}; the model knows only {', '.join(ELEMENTS)}")
+    charge = sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
+    if charge:
+        raise MoleculeInputError(f"has net charge {charge:+d}; the model knows only neutral molecules (QM9)")
+    mol.UpdatePropertyCache(strict=False)
+    n_atoms = mol.GetNumAtoms() + sum(atom.GetNumImplicitHs() for atom in mol.GetAtoms())
+    if n_atoms == 0:
+        raise MoleculeInputError("has no atoms")
+    if n_atoms > MAX_ATOMS:
+        raise MoleculeInputError(f"has {n_atoms} atoms; the model handles at most {MAX_ATOMS}")
+    if any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()):
+        return ["has unpaired electrons (radical); QM9 holds only closed-shell molecules"]
+    return []
+
+
+def checked_molecule(mol: Chem.Mol) -> Molecule:
+    """The final geometry: finite coordinates and no two atoms on top of each other."""
+    check_composition(mol)
+    if mol.GetNumConformers() == 0:
+        raise MoleculeInputError("has no coordinates")
+    positions = mol.GetConformer().GetPositions()  # [n, 3]
+    bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+    if bad.size:
+        raise MoleculeInputError(f"atom {bad[0] + 1} has non-finite coordinates")
+    distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)  # [n, n]
+    close = np.argwhere(np.triu(distances < MIN_SEPARATION, k=1))
+    if close.size:
+        i, j = close[0]
+        raise MoleculeInputError(f"atoms {i + 1} and {j + 1} overlap ({distances[i, j]:.3f} A apart)")
+    return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), positions)
+
+
+def embed_3d(mol: Chem.Mol, seed: int) -> Chem.Mol:
+    """A 3D conformer with explicit H: ETKDGv3 with a fixed seed, relaxed with MMFF94 (UFF where MMFF lacks parameters)."""
+    mol = Chem.AddHs(mol)
+    params = AllChem.ETKDGv3()
+    params.randomSeed = seed
+    if AllChem.EmbedMolecule(mol, params) != 0:
+        params.useRandomCoords = True  # the documented fallback for molecules ETKDG finds hard
+        if AllChem.EmbedMolecule(mol, params) != 0:
+            raise MoleculeInputError("could not build a 3D conformer")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+    elif AllChem.UFFHasAllMoleculeParams(mol):
+        AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+    return mol
+
+
+def add_hydrogens(mol: Chem.Mol) -> Chem.Mol:
+    """Add the missing hydrogens with coordinates; AddHs places them by each atom's hybridisation."""
+    sanitized = Chem.Mol(mol)
+    if Chem.SanitizeMol(sanitized, catchErrors=True) == Chem.SanitizeFlags.SANITIZE_NONE:
+        return Chem.AddHs(sanitized, addCoords=True)
+    mol = Chem.Mol(mol)  # odd valences: guess hybridisation without the full sanitising
+    mol.UpdatePropertyCache(strict=False)
+    Chem.FastFindRings(mol)
+    Chem.SetHybridization(mol)
+    return Chem.AddHs(mol, addCoords=True)

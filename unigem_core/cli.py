@@ -60,16 +60,23 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _progress_bar(desc: str):
-    from tqdm import tqdm
+class _ProgressBar:
+    """A tqdm bar on stderr, created at the first update (so an early error prints only its one line)."""
 
-    bar = tqdm(total=1, desc=desc, file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, desc: str):
+        self.desc, self.bar = desc, None
 
-    def update(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-    return bar, update
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, desc=self.desc, file=sys.stderr, dynamic_ncols=True)
+        self.bar.total, self.bar.n = total, done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def cmd_sample(args) -> int:
@@ -77,9 +84,9 @@ def cmd_sample(args) -> int:
     from unigem_core.io import to_sdf, trajectory_to_xyz, to_xyz
 
     engine = api.load_model(args.checkpoint, args.device)
-    bar, update = _progress_bar("sampling")
+    bar = _ProgressBar("sampling")
     mols = api.generate(engine, args.n, steps=args.steps, n_atoms=args.atoms, seed=args.seed,
-                        record_trajectory=args.trajectory is not None, on_progress=update, precision=args.precision)
+                        record_trajectory=args.trajectory is not None, on_progress=bar, precision=args.precision)
     bar.close()
     out = Path(args.out)
     text = to_xyz([g.molecule for g in mols]) if out.suffix.lower() == ".xyz" else to_sdf([g.molecule for g in mols])
@@ -100,13 +107,27 @@ def cmd_evaluate(args) -> int:
         result = api.evaluate_reference(n=args.n, novelty=not args.no_novelty)
     else:
         engine = api.load_model(args.checkpoint, args.device)
-        bar, update = _progress_bar("sampling")
+        bar = _ProgressBar("sampling")
         result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
-                                         novelty=not args.no_novelty, on_progress=update)
+                                         novelty=not args.no_novelty, on_progress=bar)
         bar.close()
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))
+    result["command"] = args.command_line
+    if not args.reference:
+        result["checkpoint"] = str(args.checkpoint or api.DEFAULT_CHECKPOINT.relative_to(api.REPO_ROOT))
     print(json.dumps(result, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_card(args) -> int:
+    from unigem_core.train.card import build_card, write_card
+
+    evals = [json.loads(Path(p).read_text()) for p in args.eval]
+    curve = [json.loads(Path(p).read_text()) for p in args.curve]
+    card = build_card(args.checkpoint, args.run_dir, evals, curve, args.name, args.train_command)
+    write_card(card, args.out)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -192,6 +213,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("card", help="assemble the model card from evaluation JSON files and the training log")
+    p.add_argument("--checkpoint", type=Path, default=Path("checkpoints/unigem.pt"))
+    p.add_argument("--run-dir", type=Path, default=None)
+    p.add_argument("--eval", nargs="*", default=[], help="outputs of `unigem evaluate --json`")
+    p.add_argument("--curve", nargs="*", default=[], help="evaluations of epoch snapshots (with an 'epoch' key)")
+    p.add_argument("--name", default="UniGEM")
+    p.add_argument("--train-command", default="")
+    p.add_argument("--out", type=Path, default=Path("checkpoints/model_card.json"))
+    p.set_defaults(func=cmd_card)
+
     p = sub.add_parser("predict", help="predict the twelve properties of molecules in XYZ/SDF/SMILES files")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output CSV, one row per input record")
@@ -205,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.command_line = "unigem " + " ".join(argv)
     from unigem_core.train.checkpoint import CheckpointError
 
     try:

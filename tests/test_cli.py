@@ -1,0 +1,86 @@
+"""The CLI contract: every command works end to end on the shipped checkpoint; bad input gives one line."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unigem_core.cli import main
+from unigem_core.constants import PROPERTIES
+
+FIXTURES = Path(__file__).parent / "fixtures" / "inputs"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unigem_core.cli", *args], capture_output=True, text=True, timeout=600)
+
+
+def test_sample_writes_sdf_with_properties_and_trajectory(tmp_path):
+    out, traj = tmp_path / "m.sdf", tmp_path / "t.xyz"
+    assert main(["sample", "--n", "3", "--steps", "20", "--seed", "5", "--out", str(out), "--trajectory", str(traj)]) == 0
+    from unigem_core.io import read_molecules
+
+    records = read_molecules(out)
+    assert [r.name for r in records] == ["unigem-seed5", "unigem-seed6", "unigem-seed7"]
+    assert "homo [meV]" in out.read_text()
+    frames = traj.read_text().count("phase=")
+    assert frames > 3 * 20 // 2  # every growth step and many nucleation frames, for three molecules
+
+
+def test_sample_same_seed_same_molecule(tmp_path):
+    a, b = tmp_path / "a.xyz", tmp_path / "b.xyz"
+    main(["sample", "--n", "1", "--steps", "15", "--seed", "11", "--out", str(a)])
+    main(["sample", "--n", "3", "--steps", "15", "--seed", "9", "--out", str(b)])
+    from unigem_core.io import read_molecules
+
+    one, three = read_molecules(a)[0].molecule, read_molecules(b)[2].molecule
+    assert one.symbols == three.symbols
+    assert abs(one.positions - three.positions).max() < 1e-3
+
+
+def test_predict_keeps_one_row_per_record_in_order(tmp_path):
+    out = tmp_path / "p.csv"
+    files = [FIXTURES / "good_multi.xyz", FIXTURES / "broken_middle.sdf", FIXTURES / "sulfur_chlorine.sdf"]
+    assert main(["predict", *map(str, files), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 3 + 3 + 2
+    assert list(rows[0])[:3] == ["name", "formula", "n_atoms"]
+    assert all(p.column in rows[0] for p in PROPERTIES)
+    errors = [r["error"] for r in rows]
+    assert errors[:3] == ["", "", ""] and errors[3] == "" and errors[4].startswith("record 2") and errors[5] == ""
+    assert "S, Cl" in errors[7] and rows[7]["homo [meV]"] == ""
+    assert float(rows[0]["gap [meV]"]) == float(rows[0]["gap [meV]"])  # a number, not NaN
+
+
+def test_evaluate_json_contract(capsys):
+    assert main(["evaluate", "--n", "4", "--steps", "10", "--no-novelty", "--properties", "--limit", "50", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("atom_stability", "molecule_stability", "validity", "uniqueness"):
+        assert 0.0 <= result[key] <= 1.0
+    assert set(result["mae"]) == {p.key for p in PROPERTIES}
+    assert result["command"].startswith("unigem evaluate")
+
+
+def test_evaluate_reference_reports_the_data_row(capsys):
+    assert main(["evaluate", "--reference", "--n", "2000", "--no-novelty", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["molecule_stability"] == pytest.approx(0.952, abs=0.01)
+    assert result["validity"] == pytest.approx(0.977, abs=0.01)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["predict", "does-not-exist.xyz", "--out", "x.csv"], "no such file"),
+    (["sample", "--n", "2", "--atoms", "40", "--out", "x.sdf"], "between 1 and 29"),
+    (["sample", "--n", "1", "--checkpoint", "nowhere.pt", "--out", "x.sdf"], "does not exist"),
+    (["sample", "--n", "0", "--out", "x.sdf"], "at least 1"),
+])
+def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "unigem_core.cli", *args], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr

@@ -1,0 +1,60 @@
+"""The model card: a JSON file next to the shipped weights, read by the app.
+
+Every measured number in it comes from a `unigem evaluate ... --json` output that carries the exact
+command that produced it; this module only assembles those outputs with the training log.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+from unigem_core.constants import PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
+from unigem_core.data.qm9 import SPLIT_SIZES
+from unigem_core.train.checkpoint import load_checkpoint, sha256_of
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path) as f:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve: list[dict], name: str,
+               train_command: str) -> dict:
+    """Assemble the card from the shipped checkpoint, the run's log.csv and evaluation outputs."""
+    state = load_checkpoint(checkpoint)
+    cfg = state["config"]
+    batch = cfg["train"]["batch_size"]
+    step = int(state.get("step", 0))
+    log = _read_log(run_dir / "log.csv") if run_dir else []
+    files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in [checkpoint]}
+    generation = {str(e["steps"]): e for e in evals if "atom_stability" in e}
+    properties = next((e for e in evals if "mae" in e), None)
+    curve_rows = sorted(curve, key=lambda e: e.get("epoch", 0))
+    val_rows = [r for r in log if r.get("val_loss") is not None]
+    return {
+        "name": name,
+        "created": dt.date.today().isoformat(),
+        "preset": cfg.get("preset"),
+        "config": cfg,
+        "data": {"dataset": "QM9 from the qm9pack package (130,831 molecules)", "split": SPLIT_SIZES,
+                 "split_rule": "molecules ordered by QM9 Index, numpy RandomState(0) permutation; train, valid, test"},
+        "training": {"steps": step, "epochs": round(step * batch / SPLIT_SIZES["train"], 2),
+                     "molecules_seen": step * batch, "hardware": state.get("hardware"),
+                     "wall_clock_hours": round(float(state.get("elapsed_s") or 0) / 3600, 2),
+                     "command": train_command, "log": "checkpoints/training_log.csv"},
+        "files": files,
+        "generation": generation,
+        "properties": properties,
+        "training_curve": curve_rows,
+        "validation_curve": [{k: r[k] for k in ("step", "epoch", "val_loss", "val_coord", "val_prop_mae_norm",
+                                                "val_type_accuracy", "loss")} for r in val_rows],
+        "published": {"generation": PUBLISHED_GENERATION, "egnn_property_mae": PUBLISHED_EGNN_MAE},
+    }
+
+
+def write_card(card: dict, path: Path) -> None:
+    path.write_text(json.dumps(card, indent=2) + "\n")

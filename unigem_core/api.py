@@ -140,7 +140,7 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
         raise ValueError("the number of molecules must be at least 1")
     if n_atoms is not None and not 1 <= n_atoms <= MAX_ATOMS:
         raise ValueError(f"atoms per molecule must be between 1 and {MAX_ATOMS}, got {n_atoms}")
-    from unigem_core.metrics import atom_stability, to_smiles
+    from unigem_core.metrics import check_molecule
 
     seeds = [seed + k for k in range(n)]
     counts = [n_atoms or draw_atom_count(engine.atom_count_probs, s) for s in seeds]
@@ -154,16 +154,19 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
                 on_progress(c * total + done, len(chunks) * total)
         out = sample(engine.model, engine.schedule, [counts[k] for k in chunk], [seeds[k] for k in chunk], options,
                      on_progress=progress)
-        props = to_report_units(out.properties, engine.normalizer)
-        for j, k in enumerate(chunk):
-            symbols = tuple(ELEMENTS[i] for i in out.types[j])
-            mol = Molecule(symbols, out.positions[j], name=f"unigem-seed{seeds[k]}", properties=props[j])
-            stable_atoms = atom_stability(mol.symbols, mol.positions)
-            smiles = to_smiles(mol.symbols, mol.positions)
+        mols = [Molecule(tuple(ELEMENTS[i] for i in out.types[j]), out.positions[j], name=f"unigem-seed{seeds[k]}")
+                for j, k in enumerate(chunk)]
+        # Properties from the growth branch at t = 0 on the final geometry: the call the sampler's last step
+        # makes (spec 6.5), repeated on the clean coordinates through the same path as `predict`, so a
+        # generated molecule saved and uploaded again gets the very same numbers.
+        for mol, props in zip(mols, predict_properties(engine, mols)):
+            mol.properties = props
+        for j, (k, mol) in enumerate(zip(chunk, mols)):
+            check = check_molecule(mol.symbols, mol.positions)
             results[k] = GeneratedMolecule(seed=seeds[k], molecule=mol,
                                            trajectory=out.trajectories[j] if out.trajectories else None,
-                                           atom_stable=stable_atoms, stable=bool(stable_atoms.all()),
-                                           valid=smiles is not None, smiles=smiles)
+                                           atom_stable=check.atom_stable, stable=check.stable, valid=check.valid,
+                                           smiles=check.smiles)
     return [results[k] for k in range(n)]
 
 

@@ -15,7 +15,11 @@ class ModelConfig:
     hidden: int = 256  # feature width of every block (nf)
     shared_blocks: int = 1  # blocks in the shared trunk (the paper splits after the first block)
     branch_blocks: int = 8  # blocks in each branch; each path is shared_blocks + branch_blocks deep
-    coords_range: float = 15.0  # bound of the tanh-gated coordinate update per block (Angstrom)
+    # Bound of the tanh-gated coordinate update of one block (Angstrom per pair). The published code uses 15
+    # in every block (it computes 15 / depth but never uses it); with 15 our runs diverged within a few
+    # hundred steps at any learning rate we tried (coordinates fly apart, then h explodes), while 15 / depth
+    # trained stably at 3e-4 (runs/x_cr3 vs runs/x_base, see the engine issue's note). So: 15 / depth.
+    coords_range: float = 15.0 / 9
     norm_constant: float = 1.0  # added to |x_i - x_j| in the coordinate update direction
     aggregation_norm: float = 1.0  # messages are summed over j and divided by this
     attention: bool = True  # sigmoid attention gate on messages
@@ -82,14 +86,14 @@ PRESETS: dict[str, UniGEMConfig] = {
     # Trains in seconds on a CPU; for tests and for a model that makes every command work.
     "tiny": UniGEMConfig(
         preset="tiny",
-        model=ModelConfig(hidden=32, shared_blocks=1, branch_blocks=1),
+        model=ModelConfig(hidden=32, shared_blocks=1, branch_blocks=1, coords_range=15.0 / 2),
         train=TrainConfig(batch_size=32, lr=1e-3, ema_decay=0.99, checkpoint_minutes=1.0, log_every=10),
     ),
     # What a 2-core CPU can train in hours: 1 shared + 4 + 4 blocks of 128 features.
     "small": UniGEMConfig(
         preset="small",
-        model=ModelConfig(hidden=128, shared_blocks=1, branch_blocks=4),
-        train=TrainConfig(lr=3e-4, warmup_steps=2000, ema_decay=0.999),
+        model=ModelConfig(hidden=128, shared_blocks=1, branch_blocks=4, coords_range=15.0 / 5),
+        train=TrainConfig(lr=3e-4, warmup_steps=500, ema_decay=0.999),
     ),
     # The published QM9 architecture: 9 blocks per path, 256 features, split after the first block.
     "paper": UniGEMConfig(preset="paper"),

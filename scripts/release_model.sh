@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Ship a trained run: export its EMA weights to checkpoints/, measure them, and write the model card.
+# Usage: bash scripts/release_model.sh RUN_DIR "TRAIN COMMAND" [N_MOLECULES] [CURVE_MOLECULES]
+# Every number in the card comes from the `unigem evaluate` commands below, each recorded in the card.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=${1:?run directory, e.g. runs/small}
+TRAIN_COMMAND=${2:?the command that trained the run}
+N=${3:-1000}
+NCURVE=${4:-100}
+. .venv/bin/activate
+mkdir -p checkpoints/eval
+unigem export "$RUN/last.pt" --out checkpoints/unigem.pt
+rm -f checkpoints/model_card.json  # its checksum belongs to the previous weights
+cp "$RUN/log.csv" checkpoints/training_log.csv
+# Training curve: each epoch snapshot, a short fast-preview evaluation.
+curve=()
+for snap in "$RUN"/snapshots/epoch*.pt; do
+  [ -e "$snap" ] || continue
+  out="checkpoints/eval/curve_$(basename "$snap" .pt).json"
+  [ -s "$out" ] || unigem evaluate --checkpoint "$snap" --n "$NCURVE" --steps 100 --no-novelty --json > "$out"
+  curve+=("$out")
+done
+unigem evaluate --n "$N" --steps 100 --json > checkpoints/eval/generation_100.json
+unigem evaluate --n "$N" --steps 1000 --properties --json > checkpoints/eval/generation_1000.json
+unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
+  --train-command "$TRAIN_COMMAND" --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_1000.json \
+  --curve "${curve[@]}"

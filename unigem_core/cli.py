@@ -113,6 +113,7 @@ def cmd_evaluate(args) -> int:
         bar.close()
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))
+        result.update({k: v for k, v in engine.info.items() if v is not None})  # step, epoch of the weights
     result["command"] = args.command_line
     if not args.reference:
         result["checkpoint"] = str(args.checkpoint or api.DEFAULT_CHECKPOINT.relative_to(api.REPO_ROOT))

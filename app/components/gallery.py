@@ -1,0 +1,102 @@
+"""The gallery of generated molecules: summary, downloads, one card per molecule and a full table.
+
+Each card holds a 3D view, formula, SMILES (heavy-atom form), stability/validity badges and the
+twelve predicted properties. Cards are paged (GALLERY_PAGE molecules at a time) because every 3D
+view is a WebGL context and browsers allow only about sixteen per page.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from app.components.viewer import extent, focus_atoms, show_molecule
+from app.state import PROPERTY_FORMATS, GenerationRun, generation_table, named_molecules, property_rows, to_csv
+from unigem_core.constants import PROPERTIES
+from unigem_core.io import to_sdf, to_xyz
+
+GALLERY_PAGE = 9  # cards per gallery page (3 rows of 3)
+COLUMNS = 3
+SELECTED = "trajectory_molecule"  # index of the molecule the Trajectory page opens with
+
+
+def _summary(run: GenerationRun) -> None:
+    n = len(run.molecules)
+    steps = run.settings.get("steps")
+    cols = st.columns(5)
+    cols[0].metric("Molecules", n)
+    cols[1].metric("Valid", f"{sum(g.valid for g in run.molecules) / n:.0%}", help="RDKit sanitises the molecule")
+    cols[2].metric("Stable", f"{sum(g.stable for g in run.molecules) / n:.0%}",
+                   help="every atom has an allowed valence")
+    cols[3].metric("Sampling steps", f"{steps:,}" if steps else "all")
+    cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
+
+
+def _downloads(run: GenerationRun, indices: list[int]) -> None:
+    """SDF (properties as SD tags), XYZ and CSV of the molecules shown; built only when clicked."""
+    stem = f"unigem_seed{run.settings.get('seed', 0)}"
+    count = f"{len(indices)} molecule" + ("s" if len(indices) != 1 else "")
+    cols = st.columns(3)
+    cols[0].download_button(f"SDF with properties ({count})", lambda: to_sdf(named_molecules(run, indices)),
+                            f"{stem}.sdf", "chemical/x-mdl-sdfile", on_click="ignore", icon=":material/download:",
+                            key="dl_gen_sdf", width="stretch")
+    cols[1].download_button(f"XYZ ({count})", lambda: to_xyz(named_molecules(run, indices)), f"{stem}.xyz",
+                            "chemical/x-xyz", on_click="ignore", icon=":material/download:", key="dl_gen_xyz",
+                            width="stretch")
+    cols[2].download_button(f"Table as CSV ({count})", lambda: to_csv(generation_table(run, indices)),
+                            f"{stem}.csv", "text/csv", on_click="ignore", icon=":material/download:",
+                            key="dl_gen_csv", width="stretch")
+
+
+def _badges(run: GenerationRun, i: int) -> str:
+    g = run.molecules[i]
+    stable = ":green-badge[:material/check: stable]" if g.stable else ":orange-badge[:material/warning: unstable]"
+    valid = ":green-badge[:material/check: valid]" if g.valid else ":red-badge[:material/close: invalid]"
+    n_ok = "?" if g.atom_stable is None else int(g.atom_stable.sum())
+    return f"{stable} {valid} :gray-badge[{n_ok}/{g.molecule.n_atoms} atoms stable]"
+
+
+def _card(run: GenerationRun, i: int) -> None:
+    g = run.molecules[i]
+    with st.container(border=True):
+        st.markdown(f"**#{i + 1} · {g.molecule.formula}** · {g.molecule.n_atoms} atoms · seed {g.seed}")
+        show_molecule(g.molecule.symbols, g.molecule.positions, height=250, title=f"Molecule {run.label(i)}")
+        st.markdown(_badges(run, i))
+        focus = focus_atoms(g.molecule.positions)
+        if focus is not None:
+            st.caption(f":orange[Atoms are scattered over {extent(g.molecule.positions):,.0f} Å]; the view frames "
+                       f"the densest cluster ({len(focus)} of {g.molecule.n_atoms} atoms).")
+        smiles = run.readable_smiles[i]
+        if smiles:
+            st.code(smiles, language=None, wrap_lines=True)
+        else:
+            st.caption("No SMILES: RDKit cannot sanitise this molecule.")
+        with st.expander("12 predicted properties"):
+            st.dataframe(property_rows(g.molecule.properties), hide_index=True, width="stretch",
+                         column_config={"Value": st.column_config.NumberColumn(format="%.6g")})
+        if g.trajectory is not None and st.button("Watch it form", icon=":material/play_circle:",
+                                                  key=f"traj_{i}", width="stretch"):
+            st.session_state[SELECTED] = i
+            st.switch_page("views/trajectory.py")
+
+
+def show_gallery(run: GenerationRun) -> None:
+    """Everything below the Generate button once molecules exist."""
+    _summary(run)
+    only_valid = st.toggle("Show only valid molecules", key="gen_only_valid")
+    indices = [i for i, g in enumerate(run.molecules) if g.valid or not only_valid]
+    _downloads(run, indices)
+    if not indices:
+        st.warning("None of these molecules is valid. Turn off the filter, or sample with more steps.")
+        return
+    pages = (len(indices) + GALLERY_PAGE - 1) // GALLERY_PAGE
+    page = 1
+    if pages > 1:
+        page = st.segmented_control("Gallery page", list(range(1, pages + 1)), default=1, key="gen_page") or 1
+    shown = indices[(page - 1) * GALLERY_PAGE: page * GALLERY_PAGE]
+    for row in range(0, len(shown), COLUMNS):
+        for col, i in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
+            with col:
+                _card(run, i)
+    st.subheader("All properties")
+    st.caption(", ".join(f"{p.key}: {p.label}" for p in PROPERTIES))
+    st.dataframe(generation_table(run, indices), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format=f) for c, f in PROPERTY_FORMATS.items()})

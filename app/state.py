@@ -1,0 +1,112 @@
+"""What the pages keep in `st.session_state` and the tables built from it (no torch here).
+
+Results live under plain keys (never widget keys), so they survive reruns and page switches:
+  GENERATION -> GenerationRun   (Generate page; the Trajectory page reads it)
+  PREDICTION -> PredictionRun   (Predict page)
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from unigem_core.constants import PROPERTIES
+from unigem_core.metrics import to_smiles
+from unigem_core.molecule import GeneratedMolecule, Molecule, Record
+
+GENERATION = "generation_run"
+PREDICTION = "prediction_run"
+
+ATOMS_FROM_DATA = "From the training distribution"  # choices of the "Atoms per molecule" radio
+ATOMS_FIXED = "Fixed number"
+
+# Widget keys -> their defaults. app/main.py writes these into session state before every run, which
+# sets the defaults once and keeps a widget's value when its page is not drawn (Streamlit otherwise
+# forgets it). Widgets with these keys are therefore created without a default of their own.
+WIDGET_DEFAULTS = {
+    "gen_n": 4,  # molecules per run
+    "gen_steps": 100,  # a fast preview; the full 1,000 steps are one click away
+    "gen_atoms_mode": ATOMS_FROM_DATA,
+    "gen_atoms": 19,  # close to the QM9 average of 18 atoms (hydrogens included)
+    "gen_seed": 0,
+    "gen_device": "Auto",
+    "gen_only_valid": False,
+    "pred_xyz": "",
+    "pred_smiles": "",
+    "traj_autoplay": True,
+}
+
+
+@dataclass
+class GenerationRun:
+    """One press of "Generate": the molecules and the settings that made them."""
+
+    molecules: list[GeneratedMolecule]
+    settings: dict  # n, steps, n_atoms (None = training distribution), seed, device
+    seconds: float  # wall-clock time of the sampling
+    device: str  # the device the engine ran on, e.g. "cpu"
+    readable_smiles: list[str | None] = field(default_factory=list)  # heavy-atom SMILES, None if invalid
+
+    def __post_init__(self) -> None:
+        if not self.readable_smiles:
+            self.readable_smiles = [to_smiles(g.molecule.symbols, g.molecule.positions, keep_hydrogens=False)
+                                    for g in self.molecules]
+
+    def label(self, i: int) -> str:
+        """How molecule i is named in selectors and captions: "#3 · C7H10O2 · seed 2"."""
+        g = self.molecules[i]
+        return f"#{i + 1} · {g.molecule.formula} · seed {g.seed}"
+
+
+@dataclass
+class PredictionRun:
+    """One press of "Predict": every input record with its answer, in input order."""
+
+    records: list[Record]
+    predictions: list  # api.Prediction, one per record
+
+    @property
+    def n_refused(self) -> int:
+        return sum(p.error is not None for p in self.predictions)
+
+
+# printf formats of the property columns: energies in meV to 0.1 meV, the rest to four significant digits.
+PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p in PROPERTIES}
+
+
+def property_rows(properties: dict[str, float] | None) -> pd.DataFrame:
+    """The twelve properties of one molecule as a small table: property, value, unit."""
+    return pd.DataFrame([{"Property": p.label, "Symbol": p.key,
+                          "Value": None if properties is None else properties.get(p.key), "Unit": p.report_unit}
+                         for p in PROPERTIES])
+
+
+def generation_table(run: GenerationRun, indices: list[int] | None = None) -> pd.DataFrame:
+    """One row per generated molecule: identity, checks, then the twelve properties with units."""
+    rows = []
+    for i in range(len(run.molecules)) if indices is None else indices:
+        g = run.molecules[i]
+        stable_atoms = 0 if g.atom_stable is None else int(g.atom_stable.sum())
+        row = {"#": i + 1, "seed": g.seed, "formula": g.molecule.formula, "atoms": g.molecule.n_atoms,
+               "SMILES": run.readable_smiles[i] or "", "stable": g.stable, "valid": g.valid,
+               "stable atoms": f"{stable_atoms}/{g.molecule.n_atoms}"}
+        row.update({p.column: (g.molecule.properties or {}).get(p.key) for p in PROPERTIES})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, float_format="%.6g")
+    return buffer.getvalue()
+
+
+def named_molecules(run: GenerationRun, indices: list[int]) -> list[Molecule]:
+    """The molecules to write to SDF/XYZ, named so that a file row maps back to the gallery."""
+    out = []
+    for i in indices:
+        m = run.molecules[i].molecule
+        out.append(Molecule(m.symbols, m.positions, name=f"unigem_{i + 1}_seed{run.molecules[i].seed}",
+                            properties=m.properties))
+    return out

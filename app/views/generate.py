@@ -1,0 +1,126 @@
+"""Generate page: sample new molecules with UniGEM and browse them in a gallery.
+
+The sampler runs in two phases (spec 6): nucleation (t > t_n) moves coordinates only, growth
+(t <= t_n) lets the growth head decide atom types; the twelve properties are read off the final
+geometry. Results are kept in `st.session_state` (app.state.GENERATION) across reruns and pages.
+"""
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from app import resources
+from app.components.gallery import show_gallery
+from app.state import ATOMS_FIXED, ATOMS_FROM_DATA, GENERATION, WIDGET_DEFAULTS, GenerationRun
+from unigem_core import api
+from unigem_core.constants import MAX_ATOMS
+
+MIN_ATOMS = 5  # the smallest molecules worth generating; QM9 has a handful below this
+PREVIEW_STEPS = (50, 100, 250)
+DEFAULT_STEPS = WIDGET_DEFAULTS["gen_steps"]
+
+
+def _steps_label(steps: int, full: int) -> str:
+    return f"Full · {steps:,} steps" if steps == full else f"Preview · {steps} steps"
+
+
+def _settings_form(engine_steps: int) -> dict:
+    """The generation controls; returns the chosen settings (nothing is run here)."""
+    with st.container(border=True):
+        left, middle, right = st.columns(3, gap="large")
+        with left:
+            n = st.slider("Number of molecules", 1, 16, key="gen_n",
+                          help="Each molecule k gets seed + k, so a seed always gives the same molecules.")
+            options = sorted({s for s in PREVIEW_STEPS if s < engine_steps} | {engine_steps})
+            if st.session_state.get("gen_steps") not in options:  # a checkpoint with a different T
+                st.session_state["gen_steps"] = min(options, key=lambda s: abs(s - DEFAULT_STEPS))
+            steps = st.radio("Sampling steps", options, format_func=lambda s: _steps_label(s, engine_steps),
+                             key="gen_steps",
+                             help="The paper samples with all steps. Previews take fewer, larger steps (most of "
+                                  "them in nucleation): much faster, somewhat less accurate.")
+        with middle:
+            mode = st.radio("Atoms per molecule", (ATOMS_FROM_DATA, ATOMS_FIXED), key="gen_atoms_mode",
+                            help="By default each molecule draws its atom count (hydrogens included) from QM9.")
+            n_atoms = st.number_input("Fixed number of atoms", MIN_ATOMS, MAX_ATOMS, key="gen_atoms",
+                                      disabled=mode != ATOMS_FIXED)
+        with right:
+            seed = st.number_input("Seed", 0, 2**31 - 1, key="gen_seed")
+            device = st.radio("Device", list(resources.DEVICES), horizontal=True, key="gen_device",
+                              help="Auto uses the GPU when there is one.")
+            if device == "GPU" and not resources.gpu_available():
+                st.warning("No CUDA GPU on this server: choose Auto or CPU.")
+    return {"n": int(n), "steps": int(steps), "n_atoms": int(n_atoms) if mode == ATOMS_FIXED else None,
+            "seed": int(seed), "device": resources.DEVICES[device]}
+
+
+def _progress_reporter(bar):
+    """on_progress callback for api.generate: a progress bar with elapsed and remaining time.
+
+    The rate is measured from the first reported step on, so the slow first network call (memory
+    allocation, autocast set-up) does not inflate the estimate.
+    """
+    start = time.perf_counter()
+    first: list[tuple[float, int]] = []  # (time, steps done) at the first report
+    last = [0.0]
+
+    def on_progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not first:
+            first.append((now, done))
+        if done < total and now - last[0] < 0.2:  # a few updates per second are plenty
+            return
+        last[0] = now
+        t0, d0 = first[0]
+        if done > d0 and now > t0:
+            eta = f"about {(total - done) * (now - t0) / (done - d0):.0f} s left"
+        else:
+            eta = "estimating the time left…"
+        bar.progress(min(done / total, 1.0),
+                     text=f"Sampling: step {done:,} of {total:,} · {now - start:.0f} s elapsed · {eta}")
+
+    return on_progress
+
+
+def run_generation(settings: dict) -> GenerationRun | None:
+    """Sample with the shared engine, showing progress; None (with an error shown) if it cannot run."""
+    try:
+        engine = resources.get_engine(settings["device"])
+    except (RuntimeError, FileNotFoundError) as exc:
+        st.error(f"Cannot load the model: {exc}")
+        return None
+    bar = st.progress(0.0, text="Starting the sampler…")
+    start = time.perf_counter()
+    molecules = api.generate(engine, settings["n"], steps=settings["steps"], n_atoms=settings["n_atoms"],
+                             seed=settings["seed"], record_trajectory=True, on_progress=_progress_reporter(bar))
+    seconds = time.perf_counter() - start
+    bar.empty()
+    return GenerationRun(molecules=molecules, settings=settings, seconds=seconds, device=str(engine.device))
+
+
+def render() -> None:
+    st.title("Generate molecules")
+    st.caption("UniGEM samples 3D molecules in two phases: **nucleation** moves untyped points into a scaffold, "
+               "then **growth** (the last t_n steps) decides every atom's element. Twelve QM9 properties are "
+               "predicted from the final geometry by the same network.")
+    try:
+        engine = resources.get_engine("auto")
+    except (RuntimeError, FileNotFoundError) as exc:
+        st.error(f"Cannot load the model: {exc}")
+        return
+    if not (engine.info or {}).get("step"):
+        st.warning("The loaded checkpoint has not been trained yet (0 optimiser steps): its molecules are noise, "
+                   "useful only to try the app. See the Model page.", icon=":material/warning:")
+    settings = _settings_form(engine.num_steps)
+    if st.button("Generate", type="primary", icon=":material/science:", key="gen_go"):
+        run = run_generation(settings)
+        if run is not None:
+            st.session_state[GENERATION] = run
+    run = st.session_state.get(GENERATION)
+    if run is None:
+        st.info("Choose the settings above and press **Generate**. A preview with 100 steps takes seconds on a CPU.")
+        return
+    show_gallery(run)
+
+
+render()

@@ -1,0 +1,167 @@
+"""Model page: the shipped model card (checkpoints/model_card.json) beside the published UniGEM numbers.
+
+Card schema (every key optional; missing parts are skipped with a note):
+  config          UniGEMConfig.to_dict()
+  training_curve  [{"epoch", "step", "atom_stability", "molecule_stability", "validity", "loss"}, ...]
+  generation      {"<steps>": {atom_stability, molecule_stability, validity, uniqueness, valid_x_unique,
+                               novelty, n_molecules, seconds, device, command}, ...}
+  properties      {"mae": {key: value in reporting units}, "command": str, "split": str, "n_molecules": int}
+  training        {"hardware": ..., "seconds" or "hours": ..., ...} (shown as given)
+"""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from app import resources
+from unigem_core.constants import PROPERTIES, PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
+
+GENERATION_COLUMNS = {"atom_stability": "Atom stable", "molecule_stability": "Mol. stable", "validity": "Valid",
+                      "uniqueness": "Unique", "valid_x_unique": "Valid × unique", "novelty": "Novel"}
+CURVE_METRICS = {"atom_stability": "atom stability", "molecule_stability": "molecule stability",
+                 "validity": "validity"}
+
+
+def flatten(tree: dict, prefix: str = "") -> list[dict]:
+    """Nested config -> rows of (setting, value), e.g. model.hidden = 256."""
+    rows = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows += flatten(value, name + ".")
+        else:
+            rows.append({"setting": name, "value": str(value)})
+    return rows
+
+
+def curve_figure(curve: list[dict]) -> go.Figure:
+    """Stability and validity (left axis, %) and loss (right axis) against the optimiser step."""
+    frame = pd.DataFrame(curve)
+    x = "step" if "step" in frame else ("epoch" if "epoch" in frame else None)
+    xs = frame[x] if x else frame.index
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    for key, name in CURVE_METRICS.items():
+        if key in frame and frame[key].notna().any():
+            fig.add_trace(go.Scatter(x=xs, y=frame[key] * 100, name=name, mode="lines+markers"), secondary_y=False)
+    if "loss" in frame and frame["loss"].notna().any():
+        fig.add_trace(go.Scatter(x=xs, y=frame["loss"], name="training loss", mode="lines",
+                                 line={"color": "#8a949c", "dash": "dot"}), secondary_y=True)
+    fig.update_layout(height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.2})
+    fig.update_xaxes(title_text=x or "checkpoint")
+    fig.update_yaxes(title_text="% of generated molecules / atoms", range=[0, 100], secondary_y=False)
+    fig.update_yaxes(title_text="loss", secondary_y=True, showgrid=False)
+    return fig
+
+
+def generation_table(generation: dict) -> pd.DataFrame:
+    """Measured rows (one per step count) above the published Data / EDM / UniGEM rows, in %."""
+    rows = []
+    for steps, metrics in sorted(generation.items(), key=lambda kv: -_as_int(kv[0])):
+        extra = f", {metrics['n_molecules']} molecules" if metrics.get("n_molecules") else ""
+        rows.append({"model": f"this model · {steps} steps{extra}",
+                     **{label: _percent(metrics.get(key)) for key, label in GENERATION_COLUMNS.items()}})
+    for name, metrics in PUBLISHED_GENERATION.items():
+        rows.append({"model": f"published · {name}",
+                     **{label: _percent(metrics.get(key)) for key, label in GENERATION_COLUMNS.items()}})
+    return pd.DataFrame(rows)
+
+
+def mae_table(mae: dict) -> pd.DataFrame:
+    rows = []
+    for p in PROPERTIES:
+        rows.append({"property": f"{p.label} ({p.key})", "unit": p.report_unit, "this model (MAE)": mae.get(p.key),
+                     "EGNN, published (MAE)": PUBLISHED_EGNN_MAE.get(p.key)})
+    return pd.DataFrame(rows)
+
+
+def _as_int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _percent(value) -> str:
+    return "" if value is None else f"{100 * float(value):.1f}%"
+
+
+def _engine_facts():
+    """What the loaded checkpoint says about itself, shown with or without a card; the engine or None."""
+    try:
+        engine = resources.get_engine("auto")
+    except (RuntimeError, FileNotFoundError) as exc:
+        st.error(f"Cannot load the model: {exc}")
+        return
+    info = engine.info or {}
+    cols = st.columns(4)
+    cols[0].metric("Preset", engine.config.preset)
+    cols[1].metric("Training steps", f"{info.get('step') or 0:,}")
+    cols[2].metric("Diffusion steps T / t_n", f"{engine.num_steps} / {engine.t_n}")
+    cols[3].metric("Device", str(engine.device))
+    st.caption(f"Checkpoint: `{engine.checkpoint}`")
+    return engine
+
+
+def _training(card: dict) -> None:
+    training = card.get("training")
+    if not training:
+        return
+    st.subheader("Hardware and time spent")
+    rows = [{"item": k.replace("_", " "), "value": _readable(k, v)} for k, v in training.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+def _readable(key: str, value) -> str:
+    if isinstance(value, (int, float)) and key.endswith(("seconds", "_s")):
+        return f"{value / 3600:.2f} h ({value:,.0f} s)"
+    return value if isinstance(value, str) else str(value)
+
+
+def render() -> None:
+    st.title("Model card")
+    engine = _engine_facts()
+    card = resources.model_card()
+    if card is None:
+        st.info("No model card yet (checkpoints/model_card.json is written when training finishes). "
+                "The checkpoint above may be untrained: generated molecules and predicted properties are then "
+                "not meaningful.")
+        if engine is not None:
+            with st.expander("Configuration of the loaded checkpoint"):
+                st.dataframe(pd.DataFrame(flatten(engine.config.to_dict())), hide_index=True, width="stretch")
+        return
+    if card.get("summary"):
+        st.markdown(str(card["summary"]))
+
+    st.subheader("Training curve")
+    if card.get("training_curve"):
+        st.plotly_chart(curve_figure(card["training_curve"]), width="stretch", key="model_curve")
+    else:
+        st.caption("The card holds no training curve.")
+
+    st.subheader("Generation quality")
+    generation = card.get("generation") or {}
+    st.dataframe(generation_table(generation), hide_index=True, width="stretch")
+    if not generation:
+        st.caption("Not measured yet; the published rows are from the UniGEM paper (Table 1).")
+    for steps, metrics in generation.items():
+        if metrics.get("command"):
+            st.caption(f"Measured with ({steps} steps):")
+            st.code(metrics["command"], language="bash")
+
+    st.subheader("Property prediction (test-set MAE)")
+    properties = card.get("properties") or {}
+    st.dataframe(mae_table(properties.get("mae") or {}), hide_index=True, width="stretch", height=35 * 13 + 3,
+                 column_config={c: st.column_config.NumberColumn(format="%.4g")
+                                for c in ("this model (MAE)", "EGNN, published (MAE)")})
+    if properties.get("command"):
+        st.code(properties["command"], language="bash")
+
+    _training(card)
+    with st.expander("Configuration"):
+        config = card.get("config") or (engine.config.to_dict() if engine is not None else {})
+        st.dataframe(pd.DataFrame(flatten(config)), hide_index=True, width="stretch")
+
+
+render()

@@ -1,0 +1,160 @@
+"""Predict page: the twelve QM9 properties of molecules the user brings (spec 7).
+
+Inputs: XYZ/SDF/MOL/SMILES files (several, many records each, gzip allowed), pasted XYZ text, or
+SMILES lines (a 3D conformer is built with RDKit). Every record gets a row: its properties, or a
+clear reason why it was refused; one bad record never stops the others.
+"""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import streamlit as st
+
+from app import resources
+from app.components.viewer import show_molecule
+from app.state import PREDICTION, PROPERTY_FORMATS, PredictionRun, to_csv
+from unigem_core import api
+from unigem_core.constants import MAX_ATOMS, PROPERTIES
+from unigem_core.io import parse_text, read_molecules
+from unigem_core.molecule import Record
+
+FILE_TYPES = ["xyz", "sdf", "sd", "mol", "smi", "smiles", "txt", "gz"]
+XYZ_EXAMPLE = """3
+water
+O   0.0000   0.0000   0.1173
+H   0.0000   0.7572  -0.4692
+H   0.0000  -0.7572  -0.4692"""
+SMILES_EXAMPLE = "CCO ethanol\nc1ccccc1 benzene"
+
+
+def collect_records(files, xyz_text: str, smiles_text: str) -> list[Record]:
+    """All input records in order: files first, then pasted XYZ, then SMILES lines."""
+    records: list[Record] = []
+    for f in files or []:
+        records += read_molecules(f.getvalue(), f.name)
+    if xyz_text.strip():
+        for rec in parse_text(xyz_text, "xyz"):
+            rec.source = "pasted XYZ"
+            records.append(rec)
+    if smiles_text.strip():
+        for rec in parse_text(smiles_text, "smiles"):
+            rec.source = "SMILES"
+            records.append(rec)
+    return records
+
+
+def reason(error: str) -> str:
+    """The refusal message without the reader's "record 3: " prefix (the table has its own column)."""
+    return re.sub(r"^record \d+: ", "", error)
+
+
+def results_table(run: PredictionRun) -> pd.DataFrame:
+    """One row per record: where it came from, its status, identity, then the twelve properties."""
+    rows = []
+    for rec, row in zip(run.records, api.predictions_table(run.predictions)):
+        error, warnings = row.pop("error"), row.pop("warnings")
+        status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
+        atoms = row.pop("n_atoms") or None  # 0 means the record was never read
+        rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
+                     "formula": row.pop("formula"), "atoms": atoms, **row})
+    return pd.DataFrame(rows)
+
+
+def where(record: Record, prediction) -> str:
+    """"**file.sdf**, record 3 (name)": how a message points at one record."""
+    return f"**{record.source or 'input'}**, record {record.index} ({prediction.name})"
+
+
+def _styled(table: pd.DataFrame):
+    """Refused rows in red, so they stand out in a long table."""
+    def colour(row: pd.Series) -> list[str]:
+        return ["color: #b3261e" if row["status"].startswith("refused") else ""] * len(row)
+    return table.style.apply(colour, axis=1)
+
+
+def _inputs() -> tuple[list, str, str]:
+    upload, paste, smiles = st.tabs(["Upload files", "Paste XYZ", "Type SMILES"])
+    with upload:
+        files = st.file_uploader("XYZ, SDF/MOL or SMILES files (several files, many molecules per file; .gz works)",
+                                 type=FILE_TYPES, accept_multiple_files=True, key="pred_files")
+    with paste:
+        xyz_text = st.text_area("XYZ text (one or more blocks: atom count, comment line, then 'element x y z')",
+                                height=200, placeholder=XYZ_EXAMPLE, key="pred_xyz")
+    with smiles:
+        smiles_text = st.text_area("SMILES, one per line, optionally followed by a name",
+                                   height=200, placeholder=SMILES_EXAMPLE, key="pred_smiles",
+                                   help="A 3D conformer is built with RDKit (ETKDG, then MMFF), hydrogens included.")
+    return files, xyz_text, smiles_text
+
+
+def _refusals(run: PredictionRun) -> None:
+    refused = [(r, p) for r, p in zip(run.records, run.predictions) if p.error]
+    ok = len(run.predictions) - len(refused)
+    st.markdown(f"**{len(run.predictions)} record{'s' if len(run.predictions) != 1 else ''}:** "
+                f":green[{ok} predicted] · :red[{len(refused)} refused]")
+    if refused:
+        lines = [f"- {where(r, p)}: {reason(p.error)}" for r, p in refused[:50]]
+        more = f"\n- … and {len(refused) - 50} more (see the table)" if len(refused) > 50 else ""
+        st.error(f"Refused records (the model reads neutral molecules of H, C, N, O, F with at most "
+                 f"{MAX_ATOMS} atoms):\n" + "\n".join(lines) + more)
+    warned = [(r, p) for r, p in zip(run.records, run.predictions) if p.warnings and not p.error]
+    if warned:
+        st.warning("Predicted with a caveat:\n" + "\n".join(
+            f"- {where(r, p)}: {'; '.join(p.warnings)}" for r, p in warned[:50]))
+
+
+def _detail(run: PredictionRun) -> None:
+    good = [k for k, p in enumerate(run.predictions) if p.properties is not None]
+    if not good:
+        return
+    st.subheader("Selected record")
+
+    def label(k: int) -> str:
+        r, p = run.records[k], run.predictions[k]
+        return f"{r.source or 'input'} · record {r.index} · {p.name} · {p.formula}"
+
+    k = st.selectbox("Record", good, format_func=label, key="pred_pick")
+    rec, pred = run.records[k], run.predictions[k]
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        show_molecule(rec.molecule.symbols, rec.molecule.positions, height=380, title=label(k))
+    with right:
+        reference = rec.molecule.properties or {}
+        table = pd.DataFrame([{"Property": p.label, "Predicted": pred.properties[p.key], "Unit": p.report_unit,
+                               **({"In file": reference.get(p.key)} if reference else {})} for p in PROPERTIES])
+        st.dataframe(table, hide_index=True, width="stretch", height=460,
+                     column_config={c: st.column_config.NumberColumn(format="%.6g") for c in ("Predicted", "In file")})
+
+
+def render() -> None:
+    st.title("Predict properties")
+    st.caption("The growth branch of the same network reads all twelve QM9 properties from a 3D geometry "
+               "with explicit hydrogens. Energies are in meV, as in the paper's tables.")
+    files, xyz_text, smiles_text = _inputs()
+    if st.button("Predict", type="primary", icon=":material/query_stats:", key="pred_go"):
+        records = collect_records(files, xyz_text, smiles_text)
+        if not records:
+            st.warning("Nothing to predict: upload a file, paste XYZ text or type a SMILES first.")
+        else:
+            try:
+                engine = resources.get_engine("auto")
+            except (RuntimeError, FileNotFoundError) as exc:
+                st.error(f"Cannot load the model: {exc}")
+                return
+            with st.spinner(f"Predicting {len(records)} record(s)…"):
+                st.session_state[PREDICTION] = PredictionRun(records, api.predict_records(engine, records))
+    run: PredictionRun | None = st.session_state.get(PREDICTION)
+    if run is None:
+        return
+    _refusals(run)
+    table = results_table(run)
+    number = st.column_config.NumberColumn
+    st.dataframe(_styled(table), hide_index=True, width="stretch",
+                 column_config={"atoms": number(format="%d"), **{c: number(format=f) for c, f in PROPERTY_FORMATS.items()}})
+    st.download_button("Table as CSV", lambda: to_csv(table), "unigem_predictions.csv", "text/csv",
+                       on_click="ignore", icon=":material/download:", key="dl_pred_csv")
+    _detail(run)
+
+
+render()

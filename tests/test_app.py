@@ -1,0 +1,268 @@
+"""The Streamlit app, page by page, with streamlit.testing.v1.AppTest (no browser, no network).
+
+Each test drives a page the way a user would and checks what it shows: rows, badges, messages.
+The shipped checkpoint may be untrained, so no test judges the chemistry, only the plumbing.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from unigem_core.constants import PROPERTIES, PUBLISHED_GENERATION  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+MAIN = str(REPO / "app" / "main.py")
+FIXTURES = REPO / "tests" / "fixtures" / "app"
+TIMEOUT = 120  # seconds per script run; a cold model load plus sampling on a busy 2-core machine
+
+
+@pytest.fixture
+def no_card(monkeypatch, tmp_path):
+    """Point the app at a model card that does not exist."""
+    monkeypatch.setenv("UNIGEM_MODEL_CARD", str(tmp_path / "absent.json"))
+
+
+def start(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    if page:
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    return at
+
+
+def iframes(at: AppTest) -> list[str]:
+    """The HTML of every st.iframe on the page (the 3D viewers and the player)."""
+    return [el.proto.srcdoc for el in at.get("iframe")]
+
+
+def metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def phase(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("**Phase:**"))
+
+
+def generate(at: AppTest, n: int = 2, steps: int = 50) -> AppTest:
+    at.slider(key="gen_n").set_value(n)
+    at.radio(key="gen_steps").set_value(steps)
+    at.button(key="gen_go").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+# --- Generate and Trajectory -----------------------------------------------------------------------
+
+def test_generate_shows_gallery_table_and_downloads():
+    at = start()
+    assert at.title[0].value == "Generate molecules"
+    assert "Choose the settings" in at.info[0].value  # nothing generated yet
+    generate(at, n=2, steps=50)
+
+    run = at.session_state["generation_run"]
+    assert len(run.molecules) == 2 and run.settings["steps"] == 50
+    assert metric(at, "Molecules") == "2"
+    views = iframes(at)
+    assert len(views) == 2 and all("load3Dmol" in html and "3Dmol-min.js" in html for html in views)
+    first = run.molecules[0].molecule
+    assert f'"xyz":"{first.n_atoms}\\n' in views[0]  # the card draws this molecule's atoms
+
+    table = at.dataframe[-1].value  # "All properties"
+    assert len(table) == 2
+    assert [p.column for p in PROPERTIES] == [c for c in table.columns if "[" in c]
+    assert table["formula"].tolist() == [g.molecule.formula for g in run.molecules]
+    badges = " ".join(m.value for m in at.markdown)
+    assert ("valid]" in badges) and ("stable]" in badges) and "atoms stable" in badges
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert any(label.startswith("SDF with properties (2 molecules)") for label in labels)
+    assert any(label.startswith("XYZ (2") for label in labels) and any("CSV" in label for label in labels)
+
+    at.run()  # results survive an unrelated rerun
+    assert len(at.session_state["generation_run"].molecules) == 2 and len(iframes(at)) == 2
+
+    at.toggle(key="gen_only_valid").set_value(True).run()
+    n_valid = sum(g.valid for g in run.molecules)
+    assert len(iframes(at)) == n_valid
+    if n_valid == 0:
+        assert "None of these molecules is valid" in at.warning[0].value
+
+
+def test_generate_with_fixed_atom_count_is_reproducible():
+    at = start()
+    at.radio(key="gen_atoms_mode").set_value("Fixed number").run()  # enables the count
+    at.number_input(key="gen_atoms").set_value(7)
+    at.number_input(key="gen_seed").set_value(11)
+    generate(at, n=1, steps=50)
+    first = at.session_state["generation_run"].molecules[0]
+    assert first.molecule.n_atoms == 7 and first.seed == 11
+    at.button(key="gen_go").click().run()
+    again = at.session_state["generation_run"].molecules[0]
+    assert again.molecule.symbols == first.molecule.symbols
+    assert abs(again.molecule.positions - first.molecule.positions).max() < 1e-5
+
+
+def test_engine_is_shared_and_never_changed_by_sessions():
+    import torch
+
+    from app import resources
+
+    engine = resources.get_engine("auto")
+    before = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    first, second = start(), start()  # two browser sessions
+    generate(first, n=1, steps=50)
+    generate(second, n=1, steps=50)
+    assert resources.get_engine("auto") is engine
+    assert all(torch.equal(before[k], v) for k, v in engine.model.state_dict().items())
+    assert first.session_state["generation_run"] is not second.session_state["generation_run"]
+
+
+def test_gpu_choice_without_a_gpu_is_explained():
+    from app import resources
+
+    if resources.gpu_available():
+        pytest.skip("this machine has a GPU")
+    at = start()
+    at.radio(key="gen_device").set_value("GPU").run()
+    assert "No CUDA GPU" in at.warning[-1].value
+    at.button(key="gen_go").click().run()
+    assert not at.exception and "Cannot load the model" in at.error[0].value
+    assert "generation_run" not in at.session_state
+
+
+def test_trajectory_page_plays_the_chosen_molecule():
+    at = start("views/trajectory.py")
+    assert "generate molecules first" in at.info[0].value
+    at.switch_page("views/generate.py").run()
+    generate(at, n=2, steps=50)
+    at.switch_page("views/trajectory.py").run()
+    assert not at.exception, at.exception
+
+    run = at.session_state["generation_run"]
+    trajectory = run.molecules[0].trajectory
+    [player] = iframes(at)
+    assert "playerState" in player and '"p":"nucleation"' in player and '"p":"growth"' in player
+    assert '"e":null' in player  # nucleation frames carry no element
+    assert len(at.get("plotly_chart")) == 1
+    assert metric(at, "t") == str(trajectory.frames[0].t) and "Phase:** :gray-badge[nucleation]" in phase(at)
+
+    last = len(trajectory.frames) - 1
+    at.slider(key="traj_frame_0").set_value(last).run()
+    assert metric(at, "t") == "0" and "Phase:** :green-badge[growth]" in phase(at)
+    growth = at.dataframe[0].value
+    assert len(growth) == sum(f.phase == "growth" for f in trajectory.frames)
+    assert growth["type guess"].iloc[-1] == run.molecules[0].molecule.formula
+    assert any(b.proto.label == "Trajectory as multi-frame XYZ" for b in at.get("download_button"))
+
+    at.selectbox(key="traj_pick").set_value(1).run()
+    assert not at.exception and at.session_state["trajectory_molecule"] == 1
+
+
+# --- Predict -----------------------------------------------------------------------------------------
+
+def test_predict_answers_good_records_and_explains_refusals():
+    at = start("views/predict.py")
+    files = [(name, (FIXTURES / name).read_bytes(), "text/plain") for name in ("good_and_bad.xyz", "mixed.sdf")]
+    at.get("file_uploader")[0].set_value(files)
+    at.text_area(key="pred_smiles").input("CCO ethanol\nClc1ccccc1 chlorobenzene\nC1CC( not-a-smiles")
+    at.text_area(key="pred_xyz").input((FIXTURES / "good_and_bad.xyz").read_text().split("5\nchloro")[0])
+    at.button(key="pred_go").click().run()
+    assert not at.exception, at.exception
+
+    table = at.dataframe[0].value
+    assert len(table) == 4 + 4 + 1 + 3  # every record has a row, refused ones included
+    predicted = table[table["status"].str.startswith("predicted")]
+    assert sorted(predicted["name"]) == ["ethanol", "ethanol", "formamide", "methane", "water", "water"]
+    assert predicted[[p.column for p in PROPERTIES]].notna().all().all()
+    refused = table[table["status"].str.startswith("refused")].set_index("name")
+    assert "contains Cl" in refused.loc["chloromethane", "status"]
+    assert "32 atoms" in refused.loc["decane", "status"]
+    assert "not numbers" in refused.loc["broken coordinates", "status"]
+    assert refused[[p.column for p in PROPERTIES]].isna().all().all()
+    assert set(table["source"]) == {"good_and_bad.xyz", "mixed.sdf", "pasted XYZ", "SMILES"}
+
+    message = at.error[0].value
+    for text in ("contains Cl", "has 32 atoms", "could not parse", "chlorobenzene", "not-a-smiles"):
+        assert text in message
+    assert "record 2 (chloromethane): contains Cl" in message  # one record number, not the reader's twice
+    assert "6 predicted" in at.markdown[0].value and "6 refused" in at.markdown[0].value
+    assert len(iframes(at)) == 1  # the selected record's 3D view
+    detail = at.dataframe[1].value
+    assert len(detail) == 12 and detail["Unit"].tolist() == [p.report_unit for p in PROPERTIES]
+
+
+def test_predict_without_input_says_so():
+    at = start("views/predict.py")
+    at.button(key="pred_go").click().run()
+    assert not at.exception and "Nothing to predict" in at.warning[0].value
+
+
+# --- Model -------------------------------------------------------------------------------------------
+
+def test_model_page_without_card(no_card):
+    at = start("views/model.py")
+    assert "No model card yet" in at.info[0].value
+    from app import resources
+
+    engine = resources.get_engine("auto")
+    assert metric(at, "Diffusion steps T / t_n") == f"{engine.num_steps} / {engine.t_n}"
+
+
+def test_model_page_with_card(monkeypatch, tmp_path):
+    card = {
+        "config": {"preset": "small", "model": {"hidden": 128}},
+        "training_curve": [{"epoch": e, "step": 1000 * e, "atom_stability": 0.5 + 0.1 * e,
+                            "molecule_stability": 0.1 * e, "validity": 0.2 * e, "loss": 2.0 / (e + 1)}
+                           for e in range(4)],
+        "generation": {"1000": {"atom_stability": 0.97, "molecule_stability": 0.7, "validity": 0.9,
+                                "uniqueness": 0.98, "valid_x_unique": 0.88, "n_molecules": 1000,
+                                "command": "unigem evaluate --steps 1000"},
+                       "100": {"atom_stability": 0.9, "molecule_stability": 0.4, "validity": 0.8}},
+        "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
+        "training": {"hardware": "1x H100", "seconds": 7200},
+    }
+    path = tmp_path / "model_card.json"
+    path.write_text(json.dumps(card))
+    monkeypatch.setenv("UNIGEM_MODEL_CARD", str(path))
+    at = start("views/model.py")
+    assert not at.info and len(at.get("plotly_chart")) == 1
+
+    generation = at.dataframe[0].value
+    assert generation["model"].tolist()[:2] == ["this model · 1000 steps, 1000 molecules", "this model · 100 steps"]
+    assert len(generation) == 2 + len(PUBLISHED_GENERATION)
+    assert generation["Mol. stable"].iloc[0] == "70.0%"
+    mae = at.dataframe[1].value
+    assert len(mae) == 12 and mae["this model (MAE)"].iloc[0] == 0.5 and mae["EGNN, published (MAE)"].iloc[0] == 0.029
+    assert "unigem evaluate --steps 1000" in [c.value for c in at.code]
+    training = at.dataframe[2].value
+    assert "1x H100" in training["value"].tolist() and "2.00 h (7,200 s)" in training["value"].tolist()
+
+
+def test_model_page_survives_a_broken_card(monkeypatch, tmp_path):
+    path = tmp_path / "model_card.json"
+    path.write_text('{"generation": {"50": {}}, "training_curve": [{"step": 1}], "properties": null')  # cut short
+    monkeypatch.setenv("UNIGEM_MODEL_CARD", str(path))
+    at = start("views/model.py")
+    assert "No model card yet" in at.info[0].value
+    path.write_text(json.dumps({"generation": {"50": {}}, "training_curve": [{"step": 1}], "properties": None}))
+    at.run()
+    assert not at.exception and len(at.dataframe[0].value) == 1 + len(PUBLISHED_GENERATION)
+
+
+# --- Components (pure HTML builders) -----------------------------------------------------------------
+
+def test_viewer_prefers_local_3dmol_and_falls_back_to_cdn(monkeypatch, tmp_path):
+    from app.components import viewer
+
+    monkeypatch.setattr(viewer, "LOCAL_JS", tmp_path / "missing.js")
+    assert viewer.script_sources() == [viewer.CDN_URL]
+    (tmp_path / "3Dmol-min.js").write_text("// stub")
+    monkeypatch.setattr(viewer, "LOCAL_JS", tmp_path / "3Dmol-min.js")
+    assert viewer.script_sources() == [viewer.STATIC_URL, viewer.CDN_URL]
+    html = viewer.molecule_html(("C", "O"), [[0, 0, 0], [1.2, 0, 0]])
+    assert "</script>" not in html.split("var DATA = ")[1].split(";\n")[0]  # data cannot end the script early

@@ -8,21 +8,13 @@ Playwright driver is missing (Debian: `apt-get install -y chromium`).
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_utils import CHROMIUM, CHROMIUM_ARGS, REPO, streamlit_app
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("UNIGEM_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 LOCAL_3DMOL = REPO / "app" / "static" / "3Dmol-min.js"
 
 if not Path(CHROMIUM).exists():
@@ -32,40 +24,11 @@ Image = pytest.importorskip("PIL.Image")
 pytestmark = pytest.mark.browser
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url():
     """`streamlit run app/main.py` on a free port, as a user would start it; stopped afterwards."""
-    port = free_port()
-    env = {**os.environ, "STREAMLIT_BROWSER_GATHER_USAGE_STATS": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.headless", "true",
-                             "--server.port", str(port)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://localhost:{port}/"
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(url + "_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("streamlit did not start:\n" + proc.stdout.read().decode(errors="replace"))
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with streamlit_app() as server:
+        yield server.url
 
 
 def drawn_pixels(png: bytes, background=(255, 255, 255)) -> tuple[float, int]:

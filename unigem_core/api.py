@@ -79,6 +79,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
 
 
+def set_cpu_threads(n: int) -> None:
+    """Threads torch uses for CPU work in this process (a process-wide setting)."""
+    torch.set_num_threads(max(1, int(n)))
+
+
 def model_card(path: Path = MODEL_CARD) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 

@@ -2,7 +2,9 @@
 
 The sampler runs in two phases (spec 6): nucleation (t > t_n) moves coordinates only, growth
 (t <= t_n) lets the growth head decide atom types; the twelve properties are read off the final
-geometry. Results are kept in `st.session_state` (app.state.GENERATION) across reruns and pages.
+geometry. Results are kept in this session's `st.session_state` (app.state.GENERATION) across reruns
+and pages, never in module state, so concurrent sessions cannot see each other's molecules. A run
+first takes one of the process-wide job slots (app.resources.job_slots) and says so while it waits.
 """
 from __future__ import annotations
 
@@ -83,17 +85,26 @@ def _progress_reporter(bar):
 
 
 def run_generation(settings: dict) -> GenerationRun | None:
-    """Sample with the shared engine, showing progress; None (with an error shown) if it cannot run."""
+    """Sample with the shared engine once a job slot is free, showing progress; None (with an error shown) if
+    it cannot run. The molecules depend on the settings alone (each molecule k is drawn from seed + k)."""
     try:
         engine = resources.get_engine(settings["device"])
     except (RuntimeError, FileNotFoundError) as exc:
         st.error(f"Cannot load the model: {exc}")
         return None
-    bar = st.progress(0.0, text="Starting the sampler…")
-    start = time.perf_counter()
-    molecules = api.generate(engine, settings["n"], steps=settings["steps"], n_atoms=settings["n_atoms"],
-                             seed=settings["seed"], record_trajectory=True, on_progress=_progress_reporter(bar))
-    seconds = time.perf_counter() - start
+    notice = st.empty()
+
+    def waiting(running: int) -> None:
+        notice.info(f"Waiting for a free slot ({running} job{'s' if running != 1 else ''} running)…",
+                    icon=":material/hourglass_top:")
+
+    with resources.job_slots().slot(on_wait=waiting):  # at most a few runs at once, process-wide
+        notice.empty()
+        bar = st.progress(0.0, text="Starting the sampler…")
+        start = time.perf_counter()
+        molecules = api.generate(engine, settings["n"], steps=settings["steps"], n_atoms=settings["n_atoms"],
+                                 seed=settings["seed"], record_trajectory=True, on_progress=_progress_reporter(bar))
+        seconds = time.perf_counter() - start  # sampling only, not the wait for a slot
     bar.empty()
     return GenerationRun(molecules=molecules, settings=settings, seconds=seconds, device=str(engine.device))
 

@@ -1,6 +1,7 @@
 """Shared fixtures: small random molecules and a tiny model in float64."""
 from __future__ import annotations
 
+import unigem_core  # noqa: F401  first: sets OpenMP's passive waiting before torch loads
 import pytest
 import torch
 

@@ -1,0 +1,219 @@
+"""Speed of the `paper` architecture: our dense EGNN beside a published-style fp32 reference.
+
+    python bench/run.py                 # CPU, and CUDA when present
+    python bench/run.py --quick         # fewer rounds and smaller workloads (about 2 minutes on 2 cores)
+    python bench/run.py --device cuda --threads 1 --omp-wait default
+
+Prints one table per device and writes bench/results/<date>-<device>.json. Columns:
+  ours bf16 / ours fp32: unigem_core's Denoiser (dense [B, N, N, H], per-node first layer), under
+      bf16 autocast or in fp32, through the project's own train_step / sample / predict_properties;
+  reference fp32: bench/reference_egnn.py, the same network and weights in the published edge-list
+      style (gather with index tensors, [E, 2H+2] concatenation, index_add_ aggregation), fp32;
+  ours/ref: throughput ratio ours bf16 / reference (median of the per-round ratios, wall clock;
+      the CPU-time ratio beside it is less sensitive to other jobs on the machine);
+  GFLOP/s: analytic matmul FLOPs of each formulation (bench/workloads.py) per second, and its share
+      of the measured peak of a 2048^3 matmul in the same precision.
+Implementations are timed interleaved (A/B/A/B in rotating order), so a busy machine slows all of
+them alike; absolute numbers on a shared machine are lower bounds, the ratios are the result.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED = "shared machine: absolute numbers are contended, ratios are interleaved A/B"
+
+
+def parse_args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and smaller workloads")
+    ap.add_argument("--device", default="all", choices=["all", "cpu", "cuda"], help="all = CPU, plus CUDA if present")
+    ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
+    ap.add_argument("--omp-wait", default="passive", choices=["passive", "active", "default"],
+                    help="OMP_WAIT_POLICY; passive keeps idle OpenMP threads from spinning on a shared machine")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    return ap.parse_args()
+
+
+def _median_ratio(num: list[float], den: list[float]) -> float:
+    """Median over rounds of den/num: a throughput ratio of the implementation timed `num`."""
+    return statistics.median(d / n for n, d in zip(num, den))
+
+
+def bench_device(device_name: str, args: argparse.Namespace) -> dict:
+    import torch
+
+    import workloads as W
+    from reference_egnn import ReferenceDenoiser
+    from unigem_core.api import Engine, predict_properties
+    from unigem_core.config import preset
+    from unigem_core.data.collate import collate, epoch_batches
+    from unigem_core.data.normalizer import PropertyNormalizer
+    from unigem_core.data.qm9 import load_split
+    from unigem_core.diffusion.schedule import NoiseSchedule
+    from unigem_core.model.denoiser import Denoiser
+
+    device = torch.device(device_name)
+    quick = args.quick
+    cfg = preset("paper")
+    mc = cfg.model
+    schedule = NoiseSchedule(cfg.diffusion.num_steps, cfg.diffusion.power, cfg.diffusion.precision)
+    train = load_split("train", progress=False)
+    normalizer = PropertyNormalizer.fit(train.targets)
+    torch.manual_seed(0)
+    ours = Denoiser(cfg).to(device)
+    reference = ReferenceDenoiser.from_denoiser(ours, cfg).to(device)
+    impls = {"ours bf16": (ours, "bf16", "dense"), "ours fp32": (ours, "fp32", "dense"),
+             "reference fp32": (reference, "fp32", "reference")}
+    if quick:  # the fp32 column of our model only separates formulation from precision
+        del impls["ours fp32"]
+    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    peak = {k: W.matmul_peak(device, dtype) for k, dtype in dtypes.items()}
+    rows = []
+
+    def record(workload: str, unit: str, count: float, timings: dict, flops: dict) -> None:
+        row = {"workload": workload, "unit": unit, "count_per_round": count, "impls": {}}
+        for name, t in timings.items():
+            _, precision, formulation = impls[name]
+            wall = statistics.median(t.wall)
+            row["impls"][name] = {"throughput": count / wall, "wall_s": t.wall, "cpu_s": t.cpu,
+                                  "gflops": flops[formulation] / wall / 1e9, "precision": precision}
+        ref = timings["reference fp32"]
+        for name in ("ours bf16", "ours fp32"):
+            if name in timings:
+                row["impls"][name]["ratio_vs_reference"] = _median_ratio(timings[name].wall, ref.wall)
+                row["impls"][name]["cpu_ratio_vs_reference"] = _median_ratio(timings[name].cpu, ref.cpu)
+        rows.append(row)
+        print(f"  {workload}: " + ", ".join(f"{n} {v['throughput']:.3g}" for n, v in row["impls"].items()), flush=True)
+
+    rounds = 2 if quick else 4
+    print(f"[{device_name}] training ...", flush=True)
+    n_batches = 1 if quick else 3
+    batches = [collate(train, molecule_rows).to(device)
+               for molecule_rows in epoch_batches(train.n_atoms, 64, 0, 0, 50)[:n_batches]]
+    runs = {}
+    for name, (model, precision, _) in impls.items():
+        model_copy = Denoiser(cfg).to(device) if model is ours else ReferenceDenoiser(cfg).to(device)
+        model_copy.load_state_dict(model.state_dict())
+        state = W.training_state(model_copy, cfg.with_train(precision=precision), normalizer)
+        runs[name] = W.training_run(state, batches, schedule)
+    flops = {f: W.training_flops(mc, batches, f) for f in ("dense", "reference")}
+    record("training, batches of 64", "molecules/s", 64 * n_batches, W.interleaved(runs, rounds, device), flops)
+
+    sampling = [(1, 20 if quick else 50), (8, 5 if quick else 20), (64, 2 if quick else 8)]
+    for b, steps in sampling:
+        print(f"[{device_name}] sampling batch {b} ...", flush=True)
+        n_atoms = W.atom_counts(train, b, seed=b)
+        runs = {name: W.sampling_run(model.eval(), schedule, n_atoms, steps, precision)
+                for name, (model, precision, _) in impls.items()}
+        warmups = {name: W.denoiser_call(model, n_atoms, precision, device)
+                   for name, (model, precision, _) in impls.items()}
+        calls = W.sampling_calls(schedule, cfg.diffusion.t_n, steps)
+        flops = {f: W.sampling_flops(mc, schedule, cfg.diffusion.t_n, n_atoms, steps, f)
+                 for f in ("dense", "reference")}
+        timings = W.interleaved(runs, rounds, device, warmups)
+        record(f"sampling, batch {b}", "molecule-steps/s", b * calls, timings, flops)
+
+    print(f"[{device_name}] prediction ...", flush=True)
+    test = load_split("test", progress=False)
+    molecules = W.qm9_molecules(test, 64 if quick else 512)
+    runs = {}
+    for name, (model, precision, _) in impls.items():
+        engine = Engine(model=model.eval(), config=cfg, schedule=schedule, normalizer=normalizer,
+                        atom_count_probs=None, device=device, checkpoint=Path("-"))
+        runs[name] = (lambda e=engine, p=precision: predict_properties(e, molecules, batch_size=128, precision=p))
+    flops = {f: W.prediction_flops(mc, molecules, 128, f) for f in ("dense", "reference")}
+    record("prediction, batches of 128", "molecules/s", len(molecules), W.interleaved(runs, rounds, device), flops)
+    # the peak again at the end, keeping the better: on a busy machine one reading can be unlucky
+    peak = {k: max(peak[k], W.matmul_peak(device, dtype)) for k, dtype in dtypes.items()}
+    for row in rows:
+        for impl in row["impls"].values():
+            impl["peak_fraction"] = impl["gflops"] / peak[impl["precision"]]
+    return {"device": device_name, "device_name": _device_name(device), "peak_gflops": peak, "rows": rows}
+
+
+def _device_name(device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def print_table(result: dict, meta: dict) -> None:
+    peak = result["peak_gflops"]
+    print()
+    print(f"UniGEM `paper` architecture (256 features, 1 shared + 8 + 8 blocks) on {result['device']}: "
+          f"{result['device_name']}")
+    if result["device"] == "cpu":
+        print(f"threads {meta['threads']}, OMP_WAIT_POLICY={meta['omp_wait_policy']}, load average before/after "
+              f"{meta['load_before']:.1f}/{meta['load_after']:.1f} on {os.cpu_count()} cores "
+              f"({SHARED if meta['load_before'] > 0.5 else 'idle'})")
+    print(f"matmul peak 2048^3: bf16 {peak['bf16']:.0f} GFLOP/s, fp32 {peak['fp32']:.0f} GFLOP/s")
+    head = f"{'workload':28s} {'unit':17s} {'ours bf16':>10s} {'ours fp32':>10s} {'ref fp32':>10s} " \
+           f"{'bf16/ref':>9s} {'(cpu)':>6s} {'fp32/ref':>9s} {'ours bf16 GFLOP/s':>19s} {'ref GFLOP/s':>14s}"
+    print(head)
+    print("-" * len(head))
+    for row in result["rows"]:
+        i = row["impls"]
+        ob, rf = i["ours bf16"], i["reference fp32"]
+        of = i.get("ours fp32")
+        fp32 = ((f"{of['throughput']:10.3g}", f"{of['ratio_vs_reference']:8.1f}x") if of
+                else (f"{'-':>10s}", f"{'-':>9s}"))
+        print(f"{row['workload']:28s} {row['unit']:17s} {ob['throughput']:10.3g} {fp32[0]} {rf['throughput']:10.3g} "
+              f"{ob['ratio_vs_reference']:8.1f}x {ob['cpu_ratio_vs_reference']:5.1f}x {fp32[1]} "
+              f"{ob['gflops']:8.0f} ({100 * ob['peak_fraction']:3.0f}%) "
+              f"{rf['gflops']:7.0f} ({100 * rf['peak_fraction']:3.0f}%)")
+    print()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.omp_wait != "default":  # read by OpenMP when torch loads, so set before the import
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait.upper()
+    sys.path.insert(0, str(HERE))
+    import torch
+
+    torch.set_num_threads(args.threads)
+    devices = ["cpu"] if args.device in ("all", "cpu") else []
+    if args.device in ("all", "cuda") and torch.cuda.is_available():
+        devices.append("cuda")
+    elif args.device == "cuda":
+        sys.exit("--device cuda: no CUDA device here")
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.allow_tf32 = False  # the fp32 columns are plain fp32
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                            text=True).stdout.strip()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in devices:
+        load_before = os.getloadavg()[0]
+        result = bench_device(name, args)
+        meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
+                "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+                "load_before": load_before, "load_after": os.getloadavg()[0], "torch": torch.__version__,
+                "python": platform.python_version(),
+                "git_commit": commit + (" (+ uncommitted changes)" if _dirty() else "")}
+        print_table(result, meta)
+        suffix = "-quick" if args.quick else ""
+        if name == "cpu" and args.threads != os.cpu_count():
+            suffix += f"-t{args.threads}"
+        path = args.out / f"{datetime.date.today().isoformat()}-{name}{suffix}.json"
+        path.write_text(json.dumps({**meta, **result}, indent=1))
+        print(f"wrote {path}")
+
+
+def _dirty() -> bool:
+    return bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               capture_output=True, text=True).stdout.strip())
+
+
+if __name__ == "__main__":
+    main()

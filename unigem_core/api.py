@@ -275,6 +275,6 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
     predicted = np.array([[p[s.key] for s in PROPERTIES] for p in preds])
     truth = data.targets[rows] * scale
     mae = np.abs(predicted - truth).mean(0)
-    return {"split": split, "n_molecules": int(len(rows)),
+    return {"split": split, "n_property_molecules": int(len(rows)),
             "mae": {p.key: float(v) for p, v in zip(PROPERTIES, mae)},
             "units": {p.key: p.report_unit for p in PROPERTIES}}

@@ -45,7 +45,9 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
         "training": {"steps": step, "epochs": round(step * batch / SPLIT_SIZES["train"], 2),
                      "molecules_seen": step * batch, "hardware": state.get("hardware"),
                      "wall_clock_hours": round(float(state.get("elapsed_s") or 0) / 3600, 2),
-                     "command": train_command, "log": "checkpoints/training_log.csv"},
+                     "command": train_command, "log": "checkpoints/training_log.csv",
+                     "resume_command": f"unigem train --preset {cfg.get('preset')} --resume checkpoints/training_state.pt "
+                                       f"--run-dir runs/{cfg.get('preset')}"},
         "files": files,
         "generation": generation,
         "properties": properties,

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from unigem_core.config import UniGEMConfig
-from unigem_core.constants import ELEMENT_INDEX, ELEMENTS, MAX_ATOMS, PROPERTIES
+from unigem_core.constants import ELEMENTS, MAX_ATOMS, PROPERTIES
 from unigem_core.data.normalizer import PropertyNormalizer
 from unigem_core.diffusion.sampler import SamplerOptions, sample
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import remove_mean
 from unigem_core.model.denoiser import Denoiser
-from unigem_core.molecule import GeneratedMolecule, Molecule, MoleculeInputError, Record
+from unigem_core.molecule import GeneratedMolecule, Molecule, MoleculeInputError, Record, check_domain
 from unigem_core.train.checkpoint import INFERENCE_FORMAT, TRAINING_FORMAT, CheckpointError, load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -176,13 +176,7 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
 
 
 def _check_domain(mol: Molecule) -> None:
-    unknown = sorted({s for s in mol.symbols if s not in ELEMENT_INDEX})
-    if unknown:
-        raise MoleculeInputError(f"contains {', '.join(unknown)}; the model knows only H, C, N, O, F")
-    if mol.n_atoms > MAX_ATOMS:
-        raise MoleculeInputError(f"has {mol.n_atoms} atoms; the model handles at most {MAX_ATOMS}")
-    if mol.n_atoms < 1:
-        raise MoleculeInputError("has no atoms")
+    check_domain(sorted(set(mol.symbols)), mol.n_atoms)
 
 
 @torch.inference_mode()

@@ -5,13 +5,28 @@ Nothing here imports torch or RDKit, so the app can hold these objects freely.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from unigem_core.constants import ELEMENTS, MAX_ATOMS
+
 
 class MoleculeInputError(ValueError):
     """A molecule the tool cannot read or that lies outside the model's domain; the message is one line."""
+
+
+def check_domain(symbols: Sequence[str], n_atoms: int) -> None:
+    """Refuse elements other than H, C, N, O, F and more than MAX_ATOMS atoms (foreign elements named in
+    the order given). The one place these rules and their messages live, for the readers and the API."""
+    foreign = list(dict.fromkeys(s for s in symbols if s not in ELEMENTS))
+    if foreign:
+        raise MoleculeInputError(f"contains {', '.join(foreign)}; the model knows only {', '.join(ELEMENTS)}")
+    if n_atoms == 0:
+        raise MoleculeInputError("has no atoms")
+    if n_atoms > MAX_ATOMS:
+        raise MoleculeInputError(f"has {n_atoms} atoms; the model handles at most {MAX_ATOMS}")
 
 
 @dataclass

@@ -10,8 +10,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from unigem_core.constants import ELEMENTS, MAX_ATOMS
-from unigem_core.molecule import Molecule, MoleculeInputError
+from unigem_core.constants import ELEMENTS
+from unigem_core.molecule import Molecule, MoleculeInputError, check_domain
 
 MIN_SEPARATION = 0.1  # Angstrom; closer atoms are one atom written twice (the shortest bond, H2, is 0.74)
 
@@ -19,18 +19,12 @@ MIN_SEPARATION = 0.1  # Angstrom; closer atoms are one atom written twice (the s
 def check_composition(mol: Chem.Mol) -> list[str]:
     """Refuse what lies outside QM9 before any 3D work; returns warnings. Counts implicit H as atoms."""
     numbers = {atom.GetSymbol(): atom.GetAtomicNum() for atom in mol.GetAtoms()}
-    foreign = sorted((s for s in numbers if s not in ELEMENTS), key=numbers.get)
-    if foreign:
-        raise MoleculeInputError(f"contains {', '.join(foreign)}; the model knows only {', '.join(ELEMENTS)}")
-    charge = sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
-    if charge:
-        raise MoleculeInputError(f"has net charge {charge:+d}; the model knows only neutral molecules (QM9)")
     mol.UpdatePropertyCache(strict=False)
     n_atoms = mol.GetNumAtoms() + sum(atom.GetNumImplicitHs() for atom in mol.GetAtoms())
-    if n_atoms == 0:
-        raise MoleculeInputError("has no atoms")
-    if n_atoms > MAX_ATOMS:
-        raise MoleculeInputError(f"has {n_atoms} atoms; the model handles at most {MAX_ATOMS}")
+    charge = sum(atom.GetFormalCharge() for atom in mol.GetAtoms())
+    if charge and all(s in ELEMENTS for s in numbers):
+        raise MoleculeInputError(f"has net charge {charge:+d}; the model knows only neutral molecules (QM9)")
+    check_domain(sorted(numbers, key=numbers.get), n_atoms)
     if any(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms()):
         return ["has unpaired electrons (radical); QM9 holds only closed-shell molecules"]
     return []

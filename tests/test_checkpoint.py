@@ -93,3 +93,24 @@ def test_sigkill_during_checkpointing_then_resume_matches(tmp_path):
     assert resumed["step"] == steps
     for name, value in straight.items():
         assert torch.equal(value, resumed["model"][name]), name
+
+
+def test_sigterm_stops_training_with_a_checkpoint(tmp_path):
+    """A stopped session's SIGTERM ends training at a step boundary and writes that step's checkpoint."""
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "unigem_core.cli", "train", "--preset", "tiny", "--device", "cpu", "--threads", "1",
+           "--train-subset", "20000", "--batch-size", "8", "--val-every", "0", "--checkpoint-minutes", "100",
+           "--run-dir", str(run_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run_dir / "log.csv").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(2.0)  # a few steps in: no checkpoint is due (100 minutes, 2,500 steps to the epoch's end)
+    assert not (run_dir / "last.pt").exists()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-1000:]
+    assert "SIGTERM: stopping after this step" in out + err
+    printed = json.loads(out.strip().splitlines()[-1])
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    assert ckpt["step"] == printed["step"] > 0

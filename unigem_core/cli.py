@@ -23,14 +23,56 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
 
 
+def _launch_processes(args, argv: list[str]) -> int:
+    """`unigem train --processes N`: the same command under torchrun, N processes sharing the cores.
+
+    On this 2-core CPU two processes of one thread train about 1.6x faster than one process of two
+    threads (bench/NOTES.md). SIGTERM and Ctrl-C are passed on, so every rank stops with a checkpoint.
+    """
+    import os
+    import signal
+    import socket
+    import subprocess
+
+    rest, skip = [], False
+    for arg in argv:  # drop --processes N / --processes=N
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            rest.append(arg)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.processes)
+    with socket.socket() as sock:  # a free port for the rendezvous
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes),
+           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "unigem_core.cli", *rest]
+    if not args.threads:
+        cmd += ["--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    child = subprocess.Popen(cmd, env=env, start_new_session=True)  # signals reach it once, from here
+    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def cmd_train(args) -> int:
+    import os
+
+    if args.processes > 1 and "RANK" not in os.environ:
+        return _launch_processes(args, args.argv)
     import torch
 
     from unigem_core.config import preset
     from unigem_core.train.loop import fit, init_distributed
 
     overrides = {k: v for k, v in {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "lr": args.lr, "warmup_steps": args.warmup_steps,
-                                   "batch_size": args.batch_size, "precision": args.precision,
+                                   "batch_size": args.batch_size, "micro_batch": args.micro_batch, "precision": args.precision,
                                    "checkpoint_minutes": args.checkpoint_minutes, "ema_decay": args.ema_decay,
                                    "train_subset": args.train_subset, "val_every": args.val_every}.items() if v is not None}
     if args.threads:
@@ -176,13 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float)
     p.add_argument("--checkpoint-minutes", type=float)
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--micro-batch", type=int, help="CPU: molecules per forward/backward pass (0 = whole batch)")
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-steps", type=int)
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--precision", choices=["bf16", "fp32"])
     p.add_argument("--train-subset", type=int, help="train on the first K training molecules only")
     p.add_argument("--val-every", type=int)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (default: torch's choice, "
+                   "or the cores shared out over --processes)")
+    p.add_argument("--processes", type=int, default=1, help="data-parallel processes on this machine (runs torchrun; "
+                   "the batch is shared out over them)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("export", help="make an inference file from a training checkpoint")
@@ -240,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.command_line = "unigem " + " ".join(argv)
+    args.argv = argv
     from unigem_core.train.checkpoint import CheckpointError
 
     try:

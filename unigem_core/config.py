@@ -44,7 +44,9 @@ class DiffusionConfig:
 class TrainConfig:
     """Optimisation and bookkeeping (spec 5)."""
 
-    batch_size: int = 64
+    batch_size: int = 64  # molecules per optimiser step, shared out over the processes under torchrun
+    micro_batch: int = 32  # CPU, one process: molecules per forward/backward pass, gradients summed (0 = all);
+    #                        small passes keep the [b, N, N, H] edge tensors in cache (bench/NOTES.md)
     lr: float = 1e-4
     warmup_steps: int = 0  # linear learning-rate warm-up from 0 (the published run uses none)
     weight_decay: float = 1e-12

@@ -24,6 +24,10 @@ class Batch:
     def __len__(self) -> int:
         return self.positions.shape[0]
 
+    def rows(self, start: int, stop: int) -> "Batch":
+        """Molecules start..stop-1, with the same padding."""
+        return Batch(**{f.name: getattr(self, f.name)[start:stop] for f in fields(self)})
+
 
 def collate(arrays: QM9Arrays, rows: np.ndarray) -> Batch:
     """Gather molecules `rows` of `arrays` into one Batch padded to their largest atom count."""

@@ -67,20 +67,56 @@ def type_loss(logits: torch.Tensor, types: torch.Tensor, node_mask: torch.Tensor
     return (per_atom * mask).sum(1) / mask.sum(1).clamp(min=1)
 
 
-def two_phase_loss(model, batch: Batch, schedule: NoiseSchedule, normalizer: PropertyNormalizer,
-                   cfg: DiffusionConfig, generator: torch.Generator) -> LossTerms:
-    """The UniGEM objective for one batch (spec 4.3)."""
-    t = sample_training_t(len(batch), cfg, generator).to(batch.positions.device)  # [B]
+@dataclass
+class MoleculeLosses:
+    """The loss pieces of each molecule, [B] each; `total` carries the gradient, the rest are for logging."""
+    total: torch.Tensor
+    coord: torch.Tensor
+    atom_type: torch.Tensor
+    prop: torch.Tensor
+    correct: torch.Tensor  # growth-phase atoms typed right (0 for nucleation molecules)
+    atoms: torch.Tensor  # real atoms
+    growth: torch.Tensor  # 1.0 for growth-phase molecules
+
+    def detach(self) -> "MoleculeLosses":
+        return MoleculeLosses(**{k: v.detach() for k, v in self.__dict__.items()})
+
+    @staticmethod
+    def cat(parts: list["MoleculeLosses"]) -> "MoleculeLosses":
+        return MoleculeLosses(**{k: torch.cat([getattr(p, k) for p in parts]) for k in parts[0].__dict__})
+
+    def summary(self) -> LossTerms:
+        n_growth = self.growth.sum().clamp(min=1)
+        return LossTerms(total=self.total.mean(), coord=self.coord.mean(), atom_type=(self.atom_type * self.growth).sum() / n_growth,
+                         prop=(self.prop * self.growth).sum() / n_growth,
+                         type_accuracy=self.correct.sum() / (self.atoms * self.growth).sum().clamp(min=1))
+
+
+def noise_batch(batch: Batch, schedule: NoiseSchedule, cfg: DiffusionConfig,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training timesteps and noised coordinates for a batch: (t [B], z_t [B, N, 3], eps [B, N, 3])."""
+    t = sample_training_t(len(batch), cfg, generator).to(batch.positions.device)
     z, eps = noise_positions(batch.positions, t, batch.node_mask, schedule, generator)
+    return t, z, eps
+
+
+def molecule_losses(model, batch: Batch, t: torch.Tensor, z: torch.Tensor, eps: torch.Tensor,
+                    normalizer: PropertyNormalizer, cfg: DiffusionConfig) -> MoleculeLosses:
+    """Each molecule's UniGEM loss (spec 4.3): eps error always, type and property terms in the growth phase."""
     out = model(z, t, batch.node_mask)
     mask = batch.node_mask.to(z.dtype)  # [B, N]
-    coord = 0.5 * ((eps - out.eps) ** 2).sum((1, 2)) / (3 * mask.sum(1))  # [B]
+    atoms = mask.sum(1)
+    coord = 0.5 * ((eps - out.eps) ** 2).sum((1, 2)) / (3 * atoms)  # [B]
     growth = (t <= cfg.t_n).to(z.dtype)  # [B]
-    n_growth = growth.sum().clamp(min=1)
     l_type = type_loss(out.type_logits, batch.types, batch.node_mask, cfg.type_loss)  # [B]
     l_prop = (out.properties - normalizer.normalize(batch.targets)).abs().mean(-1)  # [B]
-    total = (coord + growth * (cfg.type_weight * l_type + cfg.property_weight * l_prop)).mean()
-    correct = ((out.type_logits.argmax(-1) == batch.types).to(z.dtype) * mask).sum(1)  # [B]
-    accuracy = (correct * growth).sum() / (mask.sum(1) * growth).sum().clamp(min=1)
-    return LossTerms(total=total, coord=coord.mean(), atom_type=(l_type * growth).sum() / n_growth,
-                     prop=(l_prop * growth).sum() / n_growth, type_accuracy=accuracy)
+    total = coord + growth * (cfg.type_weight * l_type + cfg.property_weight * l_prop)
+    correct = ((out.type_logits.argmax(-1) == batch.types).to(z.dtype) * mask).sum(1) * growth
+    return MoleculeLosses(total=total, coord=coord, atom_type=l_type, prop=l_prop, correct=correct, atoms=atoms, growth=growth)
+
+
+def two_phase_loss(model, batch: Batch, schedule: NoiseSchedule, normalizer: PropertyNormalizer,
+                   cfg: DiffusionConfig, generator: torch.Generator) -> LossTerms:
+    """The UniGEM objective for one batch, averaged over its molecules."""
+    t, z, eps = noise_batch(batch, schedule, cfg, generator)
+    return molecule_losses(model, batch, t, z, eps, normalizer, cfg).summary()

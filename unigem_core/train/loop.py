@@ -10,6 +10,8 @@ import csv
 import math
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from unigem_core.config import UniGEMConfig
+from unigem_core.config import TrainConfig, UniGEMConfig
 from unigem_core.constants import MAX_ATOMS
 from unigem_core.data.collate import Batch, collate, epoch_batches
 from unigem_core.data.normalizer import PropertyNormalizer
 from unigem_core.data.qm9 import QM9Arrays, load_split
-from unigem_core.diffusion.process import two_phase_loss
+from unigem_core.diffusion.process import MoleculeLosses, molecule_losses, noise_batch, two_phase_loss
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.model.denoiser import Denoiser
 from unigem_core.train.checkpoint import TRAINING_FORMAT, atomic_save, inference_state, load_checkpoint, versions
@@ -56,11 +58,16 @@ def _dist_info() -> tuple[int, int]:
     return 0, 1
 
 
+def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with AMSGrad (spec 5); the fused kernel is 2.5-3.3x faster per step on CPU than the per-tensor loop."""
+    return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad, fused=True)
+
+
 def new_state(config: UniGEMConfig, train: QM9Arrays, device: torch.device) -> TrainState:
     torch.manual_seed(config.train.seed)
     model = Denoiser(config).to(device)
     tc = config.train
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad)
+    optimizer = make_optimizer(model, tc)
     return TrainState(config=config, model=model, ema=EMA(model, tc.ema_decay), optimizer=optimizer,
                       clipper=AdaptiveClipper(tc.clip_history),
                       generator=torch.Generator().manual_seed(tc.seed + 1000 * _dist_info()[0]),
@@ -88,7 +95,7 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
     model = Denoiser(config).to(device)
     model.load_state_dict(ckpt["model"])
     tc = config.train
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad)
+    optimizer = make_optimizer(model, tc)
     optimizer.load_state_dict(ckpt["optimizer"])
     ema = EMA(model, tc.ema_decay)
     ema.load_state_dict(ckpt["ema"])
@@ -96,6 +103,9 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
     clipper.load_state_dict(ckpt["clipper"])
     generator = torch.Generator()
     generator.set_state(ckpt["generator"])
+    rank = _dist_info()[0]
+    if rank:  # checkpoints hold rank 0's noise stream; the other ranks need streams of their own
+        generator.manual_seed(tc.seed + 1000 * rank + ckpt["step"])
     norm = ckpt["normalizer"]
     return TrainState(config=config, model=model, ema=ema, optimizer=optimizer, clipper=clipper, generator=generator,
                       normalizer=PropertyNormalizer(tuple(norm["mean"]), tuple(norm["mad"])),
@@ -114,24 +124,41 @@ def autocast(device: torch.device, precision: str):
 
 
 def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn.Module | None = None) -> dict:
-    """One optimiser step on one batch. `net` is the module to call (a DDP wrapper), default state.model."""
+    """One optimiser step on one batch. `net` is the module to call (a DDP wrapper), default state.model.
+
+    On CPU the batch goes through the network `micro_batch` molecules at a time, each pass's
+    gradient summed into the batch's; the noise is drawn for the whole batch first, so the step is
+    the same as one pass over the batch.
+    """
     net = net or state.model
     net.train()
     tc = state.config.train
     lr = tc.lr * min(1.0, (state.step + 1) / tc.warmup_steps) if tc.warmup_steps else tc.lr
     for group in state.optimizer.param_groups:
         group["lr"] = lr
-    with autocast(batch.positions.device, state.config.train.precision):
-        terms = two_phase_loss(net, batch, schedule, state.normalizer, state.config.diffusion, state.generator)
+    device = batch.positions.device
+    t, z, eps = noise_batch(batch, schedule, state.config.diffusion, state.generator)
+    size = len(batch)
+    # Not under DDP: a pass whose molecules are all in one phase leaves the other branch without
+    # gradients, which DDP's reducer treats as an error.
+    ddp = isinstance(net, nn.parallel.DistributedDataParallel)
+    chunk = tc.micro_batch if tc.micro_batch and device.type == "cpu" and not ddp else size
     state.optimizer.zero_grad(set_to_none=True)
-    terms.total.backward()
+    pieces = []
+    for start in range(0, size, chunk):
+        stop = min(start + chunk, size)
+        with autocast(device, tc.precision):
+            per = molecule_losses(net, batch.rows(start, stop), t[start:stop], z[start:stop], eps[start:stop],
+                                  state.normalizer, state.config.diffusion)
+        (per.total.sum() / size).backward()
+        pieces.append(per.detach())
+    terms = MoleculeLosses.cat(pieces).summary()
     grad_norm = state.clipper.clip(state.model.parameters())
     if math.isfinite(grad_norm):  # a non-finite gradient skips the update instead of poisoning the weights
         state.optimizer.step()
         state.ema.update(state.model)
     state.step += 1
-    return {**terms.as_floats(), "loss": float(terms.total.detach()), "grad_norm": grad_norm,
-            "lr": state.optimizer.param_groups[0]["lr"]}
+    return {**terms.as_floats(), "loss": float(terms.total), "grad_norm": grad_norm, "lr": state.optimizer.param_groups[0]["lr"]}
 
 
 @torch.no_grad()
@@ -151,6 +178,43 @@ def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule, device
             totals[key] += float(value)
         n_batches += 1
     return {k: v / max(n_batches, 1) for k, v in totals.items()}
+
+
+class StopRequest:
+    """SIGTERM or Ctrl-C asks training to stop after the current step, with a checkpoint.
+
+    The same signal a second time aborts at once; a different one is ignored (torchrun answers a
+    Ctrl-C by sending its workers SIGTERM, which must not cut their checkpoint short).
+    """
+
+    def __init__(self) -> None:
+        self.requested: int | None = None  # the signal that asked
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested == signum:
+            raise KeyboardInterrupt
+        if self.requested is None:
+            self.requested = signum
+            print(f"\n{signal.Signals(signum).name}: stopping after this step, with a checkpoint "
+                  "(send it again to abort at once)", flush=True)
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def agreed(self, world: int) -> bool:
+        """Whether to stop now; under DDP every rank must agree, or the others would wait forever."""
+        if world == 1:
+            return self.requested is not None
+        flag = torch.tensor([float(self.requested is not None)])
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
 
 def save(state: TrainState, run_dir: Path) -> None:
@@ -177,6 +241,8 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     valid = valid.subset(np.arange(min(config.train.val_molecules, len(valid))))
     state = load_state(resume, device, overrides) if resume else new_state(config, train, device)
     tc = state.config.train
+    if tc.batch_size % world:
+        raise ValueError(f"batch size {tc.batch_size} does not split evenly over {world} processes")
     schedule = NoiseSchedule(state.config.diffusion.num_steps, state.config.diffusion.power, state.config.diffusion.precision)
     net: nn.Module = state.model
     if world > 1:
@@ -190,42 +256,44 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     start_wall, last_ckpt = time.perf_counter(), time.perf_counter()
     elapsed_at_start = state.elapsed_s
     window_molecules, window_start = 0, time.perf_counter()
-    bar = tqdm(total=tc.max_steps, initial=state.step, desc=f"train {state.config.preset}", disable=not progress or rank > 0,
-               dynamic_ncols=True)
+    bar = tqdm(total=tc.max_steps if tc.max_steps < TrainConfig.max_steps else None, initial=state.step,
+               desc=f"train {state.config.preset}", disable=not progress or rank > 0, dynamic_ncols=True)
+    stop = StopRequest()
     done = False
-    while not done:
-        batches = epoch_batches(train.n_atoms, tc.batch_size * world, tc.seed, state.epoch, tc.bucket_batches)
-        while state.batch_in_epoch < len(batches):
-            rows = batches[state.batch_in_epoch]
-            rows = rows[rank::world]  # each rank takes its share of the global batch
-            metrics = train_step(state, collate(train, rows).to(device), schedule, net)
-            state.batch_in_epoch += 1
-            window_molecules += len(rows) * world
-            state.elapsed_s = elapsed_at_start + time.perf_counter() - start_wall
-            bar.update(1)
-            if state.step % tc.log_every == 0 and rank == 0:
-                rate = window_molecules / max(time.perf_counter() - window_start, 1e-9)
-                window_molecules, window_start = 0, time.perf_counter()
-                row = {**{k: metrics.get(k) for k in LOG_FIELDS}, "step": state.step, "epoch": state.epoch,
-                       "molecules_per_s": round(rate, 1), "elapsed_s": round(state.elapsed_s, 1)}
-                if tc.val_every and state.step % tc.val_every == 0:
-                    row.update(validate(state, valid, schedule, device))
-                with open(log_path, "a", newline="") as f:
-                    csv.DictWriter(f, LOG_FIELDS).writerow(row)
-                bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")
-            out_of_time = tc.max_minutes and (time.perf_counter() - start_wall) / 60 >= tc.max_minutes
-            done = state.step >= tc.max_steps or bool(out_of_time)
-            if rank == 0 and (done or time.perf_counter() - last_ckpt >= tc.checkpoint_minutes * 60):
-                save(state, run_dir)
-                last_ckpt = time.perf_counter()
-            if done:
-                break
-        if state.batch_in_epoch >= len(batches):
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            if rank == 0:
-                save(state, run_dir)
-                atomic_save(inference_state(state_dict(state)), run_dir / "snapshots" / f"epoch{state.epoch:04d}.pt")
+    with stop:
+        while not done:
+            batches = epoch_batches(train.n_atoms, tc.batch_size, tc.seed, state.epoch, tc.bucket_batches)
+            while state.batch_in_epoch < len(batches):
+                rows = batches[state.batch_in_epoch]
+                rows = rows[rank::world]  # each rank takes its share of the batch
+                metrics = train_step(state, collate(train, rows).to(device), schedule, net)
+                state.batch_in_epoch += 1
+                window_molecules += len(rows) * world
+                state.elapsed_s = elapsed_at_start + time.perf_counter() - start_wall
+                bar.update(1)
+                if state.step % tc.log_every == 0 and rank == 0:
+                    rate = window_molecules / max(time.perf_counter() - window_start, 1e-9)
+                    window_molecules, window_start = 0, time.perf_counter()
+                    row = {**{k: metrics.get(k) for k in LOG_FIELDS}, "step": state.step, "epoch": state.epoch,
+                           "molecules_per_s": round(rate, 1), "elapsed_s": round(state.elapsed_s, 1)}
+                    if tc.val_every and state.step % tc.val_every == 0:
+                        row.update(validate(state, valid, schedule, device))
+                    with open(log_path, "a", newline="") as f:
+                        csv.DictWriter(f, LOG_FIELDS).writerow(row)
+                    bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")
+                out_of_time = tc.max_minutes and (time.perf_counter() - start_wall) / 60 >= tc.max_minutes
+                done = state.step >= tc.max_steps or bool(out_of_time) or stop.agreed(world)
+                if rank == 0 and (done or time.perf_counter() - last_ckpt >= tc.checkpoint_minutes * 60):
+                    save(state, run_dir)
+                    last_ckpt = time.perf_counter()
+                if done:
+                    break
+            if state.batch_in_epoch >= len(batches):
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                if rank == 0:
+                    save(state, run_dir)
+                    atomic_save(inference_state(state_dict(state)), run_dir / "snapshots" / f"epoch{state.epoch:04d}.pt")
     bar.close()
     return state
 

@@ -1,0 +1,61 @@
+"""Whole training steps (noise, forward, backward, clipping, AdamW, EMA) for several `micro_batch`
+settings, interleaved on the same real QM9 batches.
+
+    python bench/train_step.py [--preset small] [--micro 0 8 16 32] [--threads 1] [--batches 12] [--rounds 3]
+
+Each round runs every setting over the same `--batches` batches of one epoch (bucketed as in
+training) from the same starting weights; the table gives molecules per CPU second (process time,
+which other jobs on a shared machine disturb less than wall clock) and per wall second, best round.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import torch
+
+from unigem_core.config import preset
+from unigem_core.data.collate import collate, epoch_batches
+from unigem_core.data.qm9 import load_split
+from unigem_core.diffusion.schedule import NoiseSchedule
+from unigem_core.train.loop import new_state, train_step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", default="small", choices=["tiny", "small", "paper"])
+    ap.add_argument("--micro", type=int, nargs="+", default=[0, 8, 16, 32])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batches", type=int, default=12)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    train = load_split("train", progress=False)
+    config = preset(args.preset)
+    rows = epoch_batches(train.n_atoms, config.train.batch_size, seed=0, epoch=0)[:args.batches]
+    batches = [collate(train, r) for r in rows]
+    base = new_state(config, train, torch.device("cpu"))
+    schedule = NoiseSchedule(config.diffusion.num_steps, config.diffusion.power, config.diffusion.precision)
+    best = {m: (float("inf"), float("inf")) for m in args.micro}
+    for _ in range(args.rounds):
+        for micro in args.micro:
+            state = copy.deepcopy(base)
+            state.config = config.with_train(micro_batch=micro)
+            train_step(state, batches[0], schedule)  # warm-up: allocator, oneDNN primitives
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for batch in batches:
+                train_step(state, batch, schedule)
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+            best[micro] = (min(best[micro][0], cpu), min(best[micro][1], wall))
+    n = sum(len(b) for b in batches)
+    ref = best[args.micro[0]][0]
+    print(f"{args.preset}, {len(batches)} batches of {config.train.batch_size}, {args.threads} thread(s), best of {args.rounds}")
+    print("| micro_batch | molecules / CPU s | molecules / wall s | CPU time vs first |")
+    print("|---|---|---|---|")
+    for micro, (cpu, wall) in best.items():
+        print(f"| {micro or 'whole'} | {n / cpu:.1f} | {n / wall:.1f} | {cpu / ref:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@ NCURVE=${4:-100}
 . .venv/bin/activate
 mkdir -p checkpoints/eval
 unigem export "$RUN/last.pt" --out checkpoints/unigem.pt
+cp "$RUN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
 rm -f checkpoints/model_card.json  # its checksum belongs to the previous weights
 cp "$RUN/log.csv" checkpoints/training_log.csv
 # Training curve: each epoch snapshot, a short fast-preview evaluation.

@@ -47,7 +47,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
                      "wall_clock_hours": round(float(state.get("elapsed_s") or 0) / 3600, 2),
                      "command": train_command, "log": "checkpoints/training_log.csv",
                      "resume_command": f"unigem train --preset {cfg.get('preset')} --resume checkpoints/training_state.pt "
-                                       f"--run-dir runs/{cfg.get('preset')}"},
+                                       f"--run-dir runs/{cfg.get('preset')} --processes 2"},
         "files": files,
         "generation": generation,
         "properties": properties,

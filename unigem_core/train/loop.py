@@ -114,9 +114,11 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
 
 
 def hardware() -> str:
+    world = _dist_info()[1]
     if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, {world} process(es)"
+    return (f"{platform.processor() or platform.machine()} CPU ({os.cpu_count()} cores), "
+            f"{world} process(es) x {torch.get_num_threads()} thread(s)")
 
 
 def autocast(device: torch.device, precision: str):

@@ -42,6 +42,23 @@ def test_sample_same_seed_same_molecule(tmp_path):
     assert abs(one.positions - three.positions).max() < 1e-3
 
 
+def test_generate_in_two_processes_gives_the_same_molecules():
+    """Batches shared out over two spawned workers: the same molecules, in seed order, with progress to the end."""
+    from unigem_core import api
+
+    engine = api.load_model()
+    one = api.generate(engine, 5, steps=12, seed=3, batch_size=2, precision="fp32")
+    calls = []
+    two = api.generate(engine, 5, steps=12, seed=3, batch_size=2, precision="fp32", processes=2,
+                       on_progress=lambda done, total: calls.append((done, total)))
+    assert [g.seed for g in two] == [3, 4, 5, 6, 7]
+    for a, b in zip(one, two):
+        assert a.molecule.symbols == b.molecule.symbols
+        assert abs(a.molecule.positions - b.molecule.positions).max() < 1e-3
+        assert a.molecule.properties["gap"] == pytest.approx(b.molecule.properties["gap"], abs=1e-2)
+    assert calls[-1][0] == calls[-1][1] > 0
+
+
 def test_predict_keeps_one_row_per_record_in_order(tmp_path):
     out = tmp_path / "p.csv"
     files = [FIXTURES / "good_multi.xyz", FIXTURES / "broken_middle.sdf", FIXTURES / "sulfur_chlorine.sdf"]

@@ -136,43 +136,109 @@ def draw_atom_count(probs: np.ndarray, seed: int) -> int:
 
 def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | None = None, seed: int = 0,
              record_trajectory: bool = False, batch_size: int = 64, precision: str = "bf16",
-             on_progress: Callable[[int, int], None] | None = None) -> list[GeneratedMolecule]:
+             on_progress: Callable[[int, int], None] | None = None, processes: int = 1) -> list[GeneratedMolecule]:
     """Sample n molecules with seeds seed..seed+n-1, type them, predict their properties and check them.
 
-    on_progress(done, total) counts network calls over all batches.
+    on_progress(done, total) counts network calls over all batches. `processes` > 1 (CPU only) shares
+    the batches out over that many worker processes, each with its share of the torch threads: on a
+    2-core CPU two one-thread processes sample faster than one two-thread process (bench/NOTES.md).
+    Molecule k is the same whichever process or batch samples it (up to float rounding).
     """
     if n < 1:
         raise ValueError("the number of molecules must be at least 1")
     if n_atoms is not None and not 1 <= n_atoms <= MAX_ATOMS:
         raise ValueError(f"atoms per molecule must be between 1 and {MAX_ATOMS}, got {n_atoms}")
-    from unigem_core.metrics import check_molecule
-
+    if processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
     seeds = [seed + k for k in range(n)]
     counts = [n_atoms or draw_atom_count(engine.atom_count_probs, s) for s in seeds]
     order = sorted(range(n), key=lambda k: counts[k])  # similar sizes share a batch: less padding
     chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    jobs = [([counts[k] for k in chunk], [seeds[k] for k in chunk]) for chunk in chunks]
     options = SamplerOptions(steps=steps, record_trajectory=record_trajectory, precision=precision)
-    results: dict[int, GeneratedMolecule] = {}
-    for c, chunk in enumerate(chunks):
-        def progress(done: int, total: int, c: int = c) -> None:
-            if on_progress is not None:
-                on_progress(c * total + done, len(chunks) * total)
-        out = sample(engine.model, engine.schedule, [counts[k] for k in chunk], [seeds[k] for k in chunk], options,
-                     on_progress=progress)
-        mols = [Molecule(tuple(ELEMENTS[i] for i in out.types[j]), out.positions[j], name=f"unigem-seed{seeds[k]}")
-                for j, k in enumerate(chunk)]
-        # Properties from the growth branch at t = 0 on the final geometry: the call the sampler's last step
-        # makes (spec 6.5), repeated on the clean coordinates through the same path as `predict`, so a
-        # generated molecule saved and uploaded again gets the very same numbers.
-        for mol, props in zip(mols, predict_properties(engine, mols)):
-            mol.properties = props
-        for j, (k, mol) in enumerate(zip(chunk, mols)):
-            check = check_molecule(mol.symbols, mol.positions)
-            results[k] = GeneratedMolecule(seed=seeds[k], molecule=mol,
-                                           trajectory=out.trajectories[j] if out.trajectories else None,
-                                           atom_stable=check.atom_stable, stable=check.stable, valid=check.valid,
-                                           smiles=check.smiles)
+    progress = _ChunkProgress(len(jobs), on_progress)
+    if processes > 1 and engine.device.type == "cpu" and len(jobs) > 1:
+        outputs = _generate_in_processes(engine, jobs, options, min(processes, len(jobs)), progress)
+    else:
+        outputs = [_generate_chunk(engine, c_counts, c_seeds, options, lambda d, t, c=c: progress(c, d, t))
+                   for c, (c_counts, c_seeds) in enumerate(jobs)]
+    results = {k: mol for chunk, out in zip(chunks, outputs) for k, mol in zip(chunk, out)}
     return [results[k] for k in range(n)]
+
+
+class _ChunkProgress:
+    """Adds up the network calls done in each batch into one on_progress(done, total)."""
+
+    def __init__(self, n_chunks: int, on_progress: Callable[[int, int], None] | None):
+        self.done = [0] * n_chunks
+        self.on_progress = on_progress
+
+    def __call__(self, chunk: int, done: int, total: int) -> None:
+        self.done[chunk] = done
+        if self.on_progress is not None:
+            self.on_progress(sum(self.done), len(self.done) * total)
+
+
+def _generate_chunk(engine: Engine, counts: list[int], seeds: list[int], options: SamplerOptions,
+                    on_progress: Callable[[int, int], None]) -> list[GeneratedMolecule]:
+    """One batch: sample, type, predict properties, check."""
+    from unigem_core.metrics import check_molecule
+
+    out = sample(engine.model, engine.schedule, counts, seeds, options, on_progress=on_progress)
+    mols = [Molecule(tuple(ELEMENTS[i] for i in out.types[j]), out.positions[j], name=f"unigem-seed{s}")
+            for j, s in enumerate(seeds)]
+    # Properties from the growth branch at t = 0 on the final geometry: the call the sampler's last step
+    # makes (spec 6.5), repeated on the clean coordinates through the same path as `predict`, so a
+    # generated molecule saved and uploaded again gets the very same numbers.
+    for mol, props in zip(mols, predict_properties(engine, mols)):
+        mol.properties = props
+    generated = []
+    for j, (s, mol) in enumerate(zip(seeds, mols)):
+        check = check_molecule(mol.symbols, mol.positions)
+        generated.append(GeneratedMolecule(seed=s, molecule=mol, trajectory=out.trajectories[j] if out.trajectories else None,
+                                           atom_stable=check.atom_stable, stable=check.stable, valid=check.valid,
+                                           smiles=check.smiles))
+    return generated
+
+
+_worker: dict = {}  # in a worker process: its engine and progress queue
+
+
+def _worker_start(checkpoint: str, threads: int, queue) -> None:
+    torch.set_num_threads(threads)
+    _worker.update(engine=load_model(checkpoint, "cpu"), queue=queue)
+
+
+def _worker_chunk(chunk: int, counts: list[int], seeds: list[int], options: SamplerOptions) -> list[GeneratedMolecule]:
+    queue = _worker["queue"]
+    return _generate_chunk(_worker["engine"], counts, seeds, options, lambda d, t: queue.put((chunk, d, t)))
+
+
+def _generate_in_processes(engine: Engine, jobs: list[tuple[list[int], list[int]]], options: SamplerOptions,
+                           processes: int, progress: _ChunkProgress) -> list[list[GeneratedMolecule]]:
+    """Batches on `processes` spawned workers that load the engine's checkpoint; results in batch order."""
+    import multiprocessing
+    import queue as queue_module
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can hang
+    updates = ctx.Queue()
+    threads = max(1, torch.get_num_threads() // processes)
+    with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_start,
+                             initargs=(str(engine.checkpoint), threads, updates)) as pool:
+        futures = [pool.submit(_worker_chunk, c, counts, seeds, options) for c, (counts, seeds) in enumerate(jobs)]
+        while not all(f.done() for f in futures):
+            try:
+                progress(*updates.get(timeout=0.2))
+            except queue_module.Empty:
+                pass
+        outputs = [f.result() for f in futures]  # re-raises a worker's error here
+    while True:  # the last updates
+        try:
+            progress(*updates.get_nowait())
+        except queue_module.Empty:
+            break
+    return outputs
 
 
 def _check_domain(mol: Molecule) -> None:
@@ -237,12 +303,13 @@ def predictions_table(predictions: list[Prediction]) -> list[dict]:
 
 
 def evaluate_generation(engine: Engine, n: int = 1000, steps: int | None = None, seed: int = 0, batch_size: int = 100,
-                        novelty: bool = True, on_progress: Callable[[int, int], None] | None = None) -> dict:
+                        novelty: bool = True, on_progress: Callable[[int, int], None] | None = None,
+                        processes: int = 1) -> dict:
     """Stability, validity, uniqueness and novelty of n generated molecules (spec 8)."""
     from unigem_core.metrics import generation_metrics, training_smiles
 
     start = time.perf_counter()
-    mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress)
+    mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes)
     elapsed = time.perf_counter() - start
     metrics = generation_metrics([g.molecule for g in mols], training_smiles() if novelty else None)
     metrics.update(steps=steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device))

@@ -128,7 +128,8 @@ def cmd_sample(args) -> int:
     engine = api.load_model(args.checkpoint, args.device)
     bar = _ProgressBar("sampling")
     mols = api.generate(engine, args.n, steps=args.steps, n_atoms=args.atoms, seed=args.seed,
-                        record_trajectory=args.trajectory is not None, on_progress=bar, precision=args.precision)
+                        record_trajectory=args.trajectory is not None, on_progress=bar, precision=args.precision,
+                        processes=args.processes)
     bar.close()
     out = Path(args.out)
     text = to_xyz([g.molecule for g in mols]) if out.suffix.lower() == ".xyz" else to_sdf([g.molecule for g in mols])
@@ -151,7 +152,7 @@ def cmd_evaluate(args) -> int:
         engine = api.load_model(args.checkpoint, args.device)
         bar = _ProgressBar("sampling")
         result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
-                                         novelty=not args.no_novelty, on_progress=bar)
+                                         novelty=not args.no_novelty, on_progress=bar, processes=args.processes)
         bar.close()
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))
@@ -244,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     p.add_argument("--out", type=Path, required=True, help="output .sdf (properties as SD tags) or .xyz")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the trajectories as multi-frame XYZ")
+    p.add_argument("--processes", type=int, default=1, help="CPU: sample the batches in this many worker processes, "
+                   "sharing the torch threads (2 on a 2-core CPU is faster than 1)")
     _add_model_args(p)
     p.set_defaults(func=cmd_sample)
 
@@ -257,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="metrics of real QM9 test molecules (the Data row)")
     p.add_argument("--no-novelty", action="store_true", help="skip novelty (needs the training SMILES)")
     p.add_argument("--json", action="store_true", help="one-line JSON")
+    p.add_argument("--processes", type=int, default=1, help="CPU: sample the batches in this many worker processes, "
+                   "sharing the torch threads (2 on a 2-core CPU is faster than 1)")
     _add_model_args(p)
     p.set_defaults(func=cmd_evaluate)
 

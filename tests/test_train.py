@@ -95,3 +95,14 @@ def test_ddp_two_cpu_processes_stop_together_on_sigterm(tmp_path):
     ckpt = load_checkpoint(run_dir / "last.pt")
     assert ckpt["step"] == printed[0]["step"]
     assert ckpt["config"]["train"]["batch_size"] == 8  # the whole batch; each rank took 4
+
+
+def test_resume_drops_the_time_budget_but_keeps_the_step_target(tmp_path):
+    cpu = torch.device("cpu")
+    fit(_config(max_steps=2, max_minutes=30.0), tmp_path / "a", cpu, progress=False)
+    from unigem_core.train.loop import load_state
+
+    plain = load_state(tmp_path / "a" / "last.pt", cpu)
+    assert plain.config.train.max_minutes == 0.0 and plain.config.train.max_steps == 2
+    told = load_state(tmp_path / "a" / "last.pt", cpu, overrides={"max_minutes": 5.0, "max_steps": 9})
+    assert told.config.train.max_minutes == 5.0 and told.config.train.max_steps == 9

@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="ignore an existing run_dir/last.pt")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-steps", type=int)
-    p.add_argument("--max-minutes", type=float)
+    p.add_argument("--max-minutes", type=float, help="stop after this wall-clock time (this invocation only)")
     p.add_argument("--checkpoint-minutes", type=float)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--micro-batch", type=int, help="CPU: molecules per forward/backward pass (0 = whole batch)")

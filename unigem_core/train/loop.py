@@ -87,11 +87,14 @@ def state_dict(state: TrainState) -> dict:
 
 
 def load_state(path: Path, device: torch.device, overrides: dict | None = None) -> TrainState:
-    """Rebuild a TrainState from a training checkpoint; `overrides` may change train settings (e.g. max_minutes)."""
+    """Rebuild a TrainState from a training checkpoint; `overrides` may change train settings.
+
+    max_minutes is the time budget of one invocation, so the checkpoint's is not carried over: a
+    resumed run has no time limit unless `overrides` sets one. (max_steps is a target, and is kept.)
+    """
     ckpt = load_checkpoint(path, expected_format=TRAINING_FORMAT)
-    config = UniGEMConfig.from_dict(ckpt["config"])
-    if overrides:
-        config = config.with_train(**overrides)
+    config = UniGEMConfig.from_dict(ckpt["config"]).with_train(**{"max_minutes": TrainConfig.max_minutes,
+                                                                  **(overrides or {})})
     model = Denoiser(config).to(device)
     model.load_state_dict(ckpt["model"])
     tc = config.train

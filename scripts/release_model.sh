@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ship a trained run: export its EMA weights to checkpoints/, measure them, and write the model card.
-# Usage: bash scripts/release_model.sh RUN_DIR "TRAIN COMMAND" [N_MOLECULES] [CURVE_MOLECULES]
+# Usage: [PROCESSES=2] bash scripts/release_model.sh RUN_DIR "TRAIN COMMAND" [N_MOLECULES] [CURVE_MOLECULES]
+# PROCESSES: sampling worker processes for the big evaluations (2 on a 2-core CPU; 1 on a GPU).
 # Every number in the card comes from the `unigem evaluate` commands below, each recorded in the card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +9,7 @@ RUN=${1:?run directory, e.g. runs/small}
 TRAIN_COMMAND=${2:?the command that trained the run}
 N=${3:-1000}
 NCURVE=${4:-100}
+PROCESSES=${PROCESSES:-1}
 . .venv/bin/activate
 mkdir -p checkpoints/eval
 unigem export "$RUN/last.pt" --out checkpoints/unigem.pt
@@ -22,8 +24,8 @@ for snap in "$RUN"/snapshots/epoch*.pt; do
   [ -s "$out" ] || unigem evaluate --checkpoint "$snap" --n "$NCURVE" --steps 100 --no-novelty --json > "$out"
   curve+=("$out")
 done
-unigem evaluate --n "$N" --steps 100 --json > checkpoints/eval/generation_100.json
-unigem evaluate --n "$N" --steps 1000 --properties --json > checkpoints/eval/generation_1000.json
+unigem evaluate --n "$N" --steps 100 --processes "$PROCESSES" --json > checkpoints/eval/generation_100.json
+unigem evaluate --n "$N" --steps 1000 --properties --processes "$PROCESSES" --json > checkpoints/eval/generation_1000.json
 unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
   --train-command "$TRAIN_COMMAND" --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_1000.json \
   --curve "${curve[@]}"

@@ -18,6 +18,11 @@ class CLIError(Exception):
     """An error the user can act on; printed as one line."""
 
 
+def _add_sampling_processes_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--processes", type=int, default=1, help="CPU: sample the batches in this many worker processes, "
+                   "sharing the torch threads (2 on a 2-core CPU is faster than 1)")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=None, help="model file (default: the shipped checkpoints/unigem.pt)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
@@ -245,8 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
     p.add_argument("--out", type=Path, required=True, help="output .sdf (properties as SD tags) or .xyz")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the trajectories as multi-frame XYZ")
-    p.add_argument("--processes", type=int, default=1, help="CPU: sample the batches in this many worker processes, "
-                   "sharing the torch threads (2 on a 2-core CPU is faster than 1)")
+    _add_sampling_processes_arg(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_sample)
 
@@ -260,8 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="metrics of real QM9 test molecules (the Data row)")
     p.add_argument("--no-novelty", action="store_true", help="skip novelty (needs the training SMILES)")
     p.add_argument("--json", action="store_true", help="one-line JSON")
-    p.add_argument("--processes", type=int, default=1, help="CPU: sample the batches in this many worker processes, "
-                   "sharing the torch threads (2 on a 2-core CPU is faster than 1)")
+    _add_sampling_processes_arg(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_evaluate)
 

@@ -125,7 +125,10 @@ class ReferenceDenoiser(nn.Module):
             h, x = block(h, x, row, col, d0, edge_mask, node_mask)
         return h, x
 
-    def forward(self, z_x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor) -> DenoiserOutput:
+    def forward(self, z_x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor,
+                growth: bool | None = None) -> DenoiserOutput:
+        # `growth` (the sampler's hint that all molecules share a branch) is ignored: routing by t
+        # per molecule, as the published code does, gives the same answer.
         b, n, _ = z_x.shape
         mask = node_mask.to(z_x.dtype).reshape(b * n, 1)  # [B*N, 1]
         t_frac = (t.to(z_x.dtype) / self.num_steps).repeat_interleave(n).unsqueeze(1)  # [B*N, 1]

@@ -7,6 +7,9 @@
 Prints one table per device and writes bench/results/<date>-<device>.json. Columns:
   ours bf16 / ours fp32: unigem_core's Denoiser (dense [B, N, N, H], per-node first layer), under
       bf16 autocast or in fp32, through the project's own train_step / sample / predict_properties;
+  compiled (sampling rows): `ours bf16` with SamplerOptions(compile=True), i.e. `unigem sample
+      --compile` (torch.compile, frozen weights, C++ wrapper on CPU); a fresh copy of the model per
+      row, so each row compiles its one shape, and the compile time is printed beside the table;
   reference fp32: bench/reference_egnn.py, the same network and weights in the published edge-list
       style (gather with index tensors, [E, 2H+2] concatenation, index_add_ aggregation), fp32;
   ours/ref: throughput ratio ours bf16 / reference (median of the per-round ratios, wall clock;
@@ -19,6 +22,7 @@ them alike; absolute numbers on a shared machine are lower bounds, the ratios ar
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import json
 import os
@@ -26,6 +30,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -82,12 +87,12 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
     def record(workload: str, unit: str, count: float, timings: dict, flops: dict) -> None:
         row = {"workload": workload, "unit": unit, "count_per_round": count, "impls": {}}
         for name, t in timings.items():
-            _, precision, formulation = impls[name]
+            _, precision, formulation = impls.get(name, impls["ours bf16"])  # "compiled": ours bf16
             wall = statistics.median(t.wall)
             row["impls"][name] = {"throughput": count / wall, "wall_s": t.wall, "cpu_s": t.cpu,
                                   "gflops": flops[formulation] / wall / 1e9, "precision": precision}
         ref = timings["reference fp32"]
-        for name in ("ours bf16", "ours fp32"):
+        for name in ("ours bf16", "ours fp32", "compiled"):
             if name in timings:
                 row["impls"][name]["ratio_vs_reference"] = _median_ratio(timings[name].wall, ref.wall)
                 row["impls"][name]["cpu_ratio_vs_reference"] = _median_ratio(timings[name].cpu, ref.cpu)
@@ -95,6 +100,7 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
         print(f"  {workload}: " + ", ".join(f"{n} {v['throughput']:.3g}" for n, v in row["impls"].items()), flush=True)
 
     rounds = 2 if quick else 4
+    compile_s: dict[str, float] = {}  # first compiled sampling run (compile + one run), wall seconds
     print(f"[{device_name}] training ...", flush=True)
     n_batches = 1 if quick else 3
     batches = [collate(train, molecule_rows).to(device)
@@ -116,6 +122,11 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
                 for name, (model, precision, _) in impls.items()}
         warmups = {name: W.denoiser_call(model, n_atoms, precision, device)
                    for name, (model, precision, _) in impls.items()}
+        fresh = copy.deepcopy(ours).eval()  # compiles this row's shape from scratch, as a new process would
+        runs["compiled"] = W.sampling_run(fresh, schedule, n_atoms, steps, "bf16", compile=True)
+        start = time.perf_counter()
+        runs["compiled"]()  # the first run compiles (one graph per branch); the warm-up below is then cheap
+        compile_s[f"sampling, batch {b}"] = time.perf_counter() - start
         calls = W.sampling_calls(schedule, cfg.diffusion.t_n, steps)
         flops = {f: W.sampling_flops(mc, schedule, cfg.diffusion.t_n, n_atoms, steps, f)
                  for f in ("dense", "reference")}
@@ -137,7 +148,8 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
     for row in rows:
         for impl in row["impls"].values():
             impl["peak_fraction"] = impl["gflops"] / peak[impl["precision"]]
-    return {"device": device_name, "device_name": _device_name(device), "peak_gflops": peak, "rows": rows}
+    return {"device": device_name, "device_name": _device_name(device), "peak_gflops": peak, "rows": rows,
+            "compile_first_run_s": compile_s}
 
 
 def _device_name(device) -> str:
@@ -159,7 +171,8 @@ def print_table(result: dict, meta: dict) -> None:
               f"({SHARED if meta['load_before'] > 0.5 else 'idle'})")
     print(f"matmul peak 2048^3: bf16 {peak['bf16']:.0f} GFLOP/s, fp32 {peak['fp32']:.0f} GFLOP/s")
     head = f"{'workload':28s} {'unit':17s} {'ours bf16':>10s} {'ours fp32':>10s} {'ref fp32':>10s} " \
-           f"{'bf16/ref':>9s} {'(cpu)':>6s} {'fp32/ref':>9s} {'ours bf16 GFLOP/s':>19s} {'ref GFLOP/s':>14s}"
+           f"{'bf16/ref':>9s} {'(cpu)':>6s} {'fp32/ref':>9s} {'compiled/ref':>12s} {'(cpu)':>6s} " \
+           f"{'ours bf16 GFLOP/s':>19s} {'ref GFLOP/s':>14s}"
     print(head)
     print("-" * len(head))
     for row in result["rows"]:
@@ -168,10 +181,15 @@ def print_table(result: dict, meta: dict) -> None:
         of = i.get("ours fp32")
         fp32 = ((f"{of['throughput']:10.3g}", f"{of['ratio_vs_reference']:8.1f}x") if of
                 else (f"{'-':>10s}", f"{'-':>9s}"))
+        oc = i.get("compiled")
+        comp = (f"{oc['ratio_vs_reference']:11.1f}x {oc['cpu_ratio_vs_reference']:5.1f}x" if oc
+                else f"{'-':>12s} {'-':>6s}")
         print(f"{row['workload']:28s} {row['unit']:17s} {ob['throughput']:10.3g} {fp32[0]} {rf['throughput']:10.3g} "
-              f"{ob['ratio_vs_reference']:8.1f}x {ob['cpu_ratio_vs_reference']:5.1f}x {fp32[1]} "
+              f"{ob['ratio_vs_reference']:8.1f}x {ob['cpu_ratio_vs_reference']:5.1f}x {fp32[1]} {comp} "
               f"{ob['gflops']:8.0f} ({100 * ob['peak_fraction']:3.0f}%) "
               f"{rf['gflops']:7.0f} ({100 * rf['peak_fraction']:3.0f}%)")
+    for workload, seconds in result.get("compile_first_run_s", {}).items():
+        print(f"compiled, {workload}: first run (compiling its shape, then sampling) {seconds:.0f} s wall")
     print()
 
 

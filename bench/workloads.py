@@ -122,8 +122,8 @@ def training_run(state: TrainState, batches: list[Batch], schedule: NoiseSchedul
 
 
 def sampling_run(model: nn.Module, schedule: NoiseSchedule, n_atoms: list[int], steps: int,
-                 precision: str) -> Callable[[], None]:
-    options = SamplerOptions(steps=steps, precision=precision)
+                 precision: str, compile: bool = False) -> Callable[[], None]:
+    options = SamplerOptions(steps=steps, precision=precision, compile=compile)
     seeds = list(range(len(n_atoms)))
     return lambda: sample(model, schedule, n_atoms, seeds, options)
 

@@ -136,13 +136,16 @@ def draw_atom_count(probs: np.ndarray, seed: int) -> int:
 
 def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | None = None, seed: int = 0,
              record_trajectory: bool = False, batch_size: int = 64, precision: str = "bf16",
-             on_progress: Callable[[int, int], None] | None = None, processes: int = 1) -> list[GeneratedMolecule]:
+             on_progress: Callable[[int, int], None] | None = None, processes: int = 1,
+             compile: bool = False) -> list[GeneratedMolecule]:
     """Sample n molecules with seeds seed..seed+n-1, type them, predict their properties and check them.
 
     on_progress(done, total) counts network calls over all batches. `processes` > 1 (CPU only) shares
     the batches out over that many worker processes, each with its share of the torch threads: on a
     2-core CPU two one-thread processes sample faster than one two-thread process (bench/NOTES.md).
     Molecule k is the same whichever process or batch samples it (up to float rounding).
+    `compile` runs the network through torch.compile (`sampler.compiled`): worth it for long runs
+    (many steps), as each new batch shape costs about a minute of compiling on CPU first.
     """
     if n < 1:
         raise ValueError("the number of molecules must be at least 1")
@@ -155,7 +158,7 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
     order = sorted(range(n), key=lambda k: counts[k])  # similar sizes share a batch: less padding
     chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     jobs = [([counts[k] for k in chunk], [seeds[k] for k in chunk]) for chunk in chunks]
-    options = SamplerOptions(steps=steps, record_trajectory=record_trajectory, precision=precision)
+    options = SamplerOptions(steps=steps, record_trajectory=record_trajectory, precision=precision, compile=compile)
     progress = _ChunkProgress(len(jobs), on_progress)
     if processes > 1 and engine.device.type == "cpu" and len(jobs) > 1:
         outputs = _generate_in_processes(engine, jobs, options, min(processes, len(jobs)), progress)
@@ -264,7 +267,7 @@ def predict_properties(engine: Engine, molecules: list[Molecule], batch_size: in
         x, mask = remove_mean(x, mask).to(engine.device), mask.to(engine.device)
         t = torch.zeros(len(idx), dtype=torch.long, device=engine.device)
         with torch.autocast(engine.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            props = engine.model(x, t, mask).properties
+            props = engine.model(x, t, mask, growth=True).properties
         for i, p in zip(idx, to_report_units(props.float().cpu().numpy(), engine.normalizer)):
             by_index[i] = p
     return [by_index[i] for i in range(len(molecules))]
@@ -304,12 +307,13 @@ def predictions_table(predictions: list[Prediction]) -> list[dict]:
 
 def evaluate_generation(engine: Engine, n: int = 1000, steps: int | None = None, seed: int = 0, batch_size: int = 100,
                         novelty: bool = True, on_progress: Callable[[int, int], None] | None = None,
-                        processes: int = 1) -> dict:
+                        processes: int = 1, compile: bool = False) -> dict:
     """Stability, validity, uniqueness and novelty of n generated molecules (spec 8)."""
     from unigem_core.metrics import generation_metrics, training_smiles
 
     start = time.perf_counter()
-    mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes)
+    mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes,
+                    compile=compile)
     elapsed = time.perf_counter() - start
     metrics = generation_metrics([g.molecule for g in mols], training_smiles() if novelty else None)
     metrics.update(steps=steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device))

@@ -21,6 +21,8 @@ class CLIError(Exception):
 def _add_sampling_processes_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processes", type=int, default=1, help="CPU: sample the batches in this many worker processes, "
                    "sharing the torch threads (2 on a 2-core CPU is faster than 1)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network: about 1.5x faster network calls "
+                   "on CPU after roughly a minute of compiling per batch shape; pays off for long runs")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -134,7 +136,7 @@ def cmd_sample(args) -> int:
     bar = _ProgressBar("sampling")
     mols = api.generate(engine, args.n, steps=args.steps, n_atoms=args.atoms, seed=args.seed,
                         record_trajectory=args.trajectory is not None, on_progress=bar, precision=args.precision,
-                        processes=args.processes)
+                        processes=args.processes, compile=args.compile)
     bar.close()
     out = Path(args.out)
     text = to_xyz([g.molecule for g in mols]) if out.suffix.lower() == ".xyz" else to_sdf([g.molecule for g in mols])
@@ -157,7 +159,8 @@ def cmd_evaluate(args) -> int:
         engine = api.load_model(args.checkpoint, args.device)
         bar = _ProgressBar("sampling")
         result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
-                                         novelty=not args.no_novelty, on_progress=bar, processes=args.processes)
+                                         novelty=not args.no_novelty, on_progress=bar, processes=args.processes,
+                                         compile=args.compile)
         bar.close()
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))

@@ -35,13 +35,18 @@ class Denoiser(nn.Module):
         self.type_head = AtomTypeHead(cfg.model.hidden)
         self.property_head = PropertyHead(cfg.model.hidden)
 
-    def forward(self, z_x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor) -> DenoiserOutput:
-        """z_x [B, N, 3] noisy CoM-free positions, t [B] integer steps, node_mask [B, N] bool."""
+    def forward(self, z_x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor,
+                growth: bool | None = None) -> DenoiserOutput:
+        """z_x [B, N, 3] noisy CoM-free positions, t [B] integer steps, node_mask [B, N] bool.
+
+        growth: None routes each molecule by its own t (t <= t_n: growth branch). A caller whose
+        molecules all share one t (the sampler) passes the answer, so no tensor is read to route.
+        """
         b, n, _ = z_x.shape
         mask = node_mask.to(z_x.dtype)  # [B, N]
         t_frac = (t.to(z_x.dtype) / self.num_steps).view(b, 1, 1).expand(b, n, 1)  # [B, N, 1]
         features = torch.cat([torch.ones_like(t_frac), t_frac], dim=-1) * mask.unsqueeze(-1)  # [B, N, 2]
-        use_growth = t <= self.t_n  # [B] routing by each molecule's own t
+        use_growth = t <= self.t_n if growth is None else growth  # [B] bool, or one bool for all
         h, x_out = self.egnn(features, z_x, node_mask, use_growth)
         # Coordinates stay in the input precision (fp32, or fp64 in tests) even under autocast.
         eps = torch.nan_to_num(remove_mean(x_out.to(z_x.dtype) - z_x, node_mask))  # [B, N, 3]

@@ -42,22 +42,30 @@ class BranchedEGNN(nn.Module):
         return h, x
 
     def forward(self, features: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor,
-                use_growth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """features [B, N, F], x [B, N, 3], node_mask [B, N], use_growth [B] bool -> (h [B, N, H], x [B, N, 3])."""
+                use_growth: torch.Tensor | bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """features [B, N, F], x [B, N, 3], node_mask [B, N] -> (h [B, N, H], x [B, N, 3]).
+
+        use_growth: [B] bool, each molecule's branch; or one Python bool for the whole batch (the
+        sampler's case), which routes without reading a tensor, so torch.compile sees one graph.
+        """
         b, n = node_mask.shape
         group = max(1, CPU_INFERENCE_EDGES // (n * n))  # molecules per group
         if torch.is_grad_enabled() or x.device.type != "cpu" or b <= group:
             return self._forward_group(features, x, node_mask, use_growth)
+        rows = range(0, b, group)
         parts = [self._forward_group(features[s:s + group], x[s:s + group], node_mask[s:s + group],
-                                     use_growth[s:s + group]) for s in range(0, b, group)]
+                                     use_growth if isinstance(use_growth, bool) else use_growth[s:s + group])
+                 for s in rows]
         return torch.cat([h for h, _ in parts]), torch.cat([x for _, x in parts])
 
     def _forward_group(self, features: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor,
-                       use_growth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                       use_growth: torch.Tensor | bool) -> tuple[torch.Tensor, torch.Tensor]:
         edge_mask = edge_mask_from(node_mask).to(x.dtype)  # [B, N, N, 1]
         d0 = pairwise_sq_distances(x)  # [B, N, N, 1]: the input distances, an edge feature in every block
         h = self.embedding(features) * node_mask.to(features.dtype).unsqueeze(-1)  # [B, N, H]
         h, x = self._run(self.trunk, h, x, d0, node_mask, edge_mask)
+        if isinstance(use_growth, bool):
+            return self._run(self.growth if use_growth else self.nucleation, h, x, d0, node_mask, edge_mask)
         if bool(use_growth.all()):
             return self._run(self.growth, h, x, d0, node_mask, edge_mask)
         if not bool(use_growth.any()):

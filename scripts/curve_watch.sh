@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # While a run trains, evaluate each new epoch snapshot (fast preview) for the model card's training curve.
-# Usage: bash scripts/curve_watch.sh RUN_DIR [N_MOLECULES]   (stop it with kill; safe to restart)
+# Usage: bash scripts/curve_watch.sh RUN_DIR [N_MOLECULES] [--once]   (stop it with kill; safe to restart)
+# --once: measure the snapshots not yet measured, then exit (non-zero if an evaluation failed).
 set -u
 cd "$(dirname "$0")/.."
 RUN=${1:?run directory}
 N=${2:-100}
+ONCE=${3:-}
 . .venv/bin/activate
 mkdir -p checkpoints/eval
 while true; do
+  failed=0
   for snap in "$RUN"/snapshots/epoch*.pt; do
     [ -e "$snap" ] || continue
     out="checkpoints/eval/curve_$(basename "$snap" .pt).json"
     [ -s "$out" ] && continue
-    unigem evaluate --checkpoint "$snap" --n "$N" --steps 100 --no-novelty --json > "$out.tmp" && mv "$out.tmp" "$out"
+    unigem evaluate --checkpoint "$snap" --n "$N" --steps 100 --no-novelty --json > "$out.tmp" && mv "$out.tmp" "$out" || { rm -f "$out.tmp"; failed=1; }
   done
+  [ "$ONCE" = --once ] && exit "$failed"
   sleep 60
 done

@@ -16,14 +16,10 @@ unigem export "$RUN/last.pt" --out checkpoints/unigem.pt
 cp "$RUN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
 rm -f checkpoints/model_card.json  # its checksum belongs to the previous weights
 cp "$RUN/log.csv" checkpoints/training_log.csv
-# Training curve: each epoch snapshot not yet measured gets a short fast-preview evaluation.
+# Training curve: each epoch snapshot not yet measured gets a short fast-preview evaluation; the curve is
+# every epoch measured so far, including those whose snapshots an earlier run directory held.
+bash scripts/curve_watch.sh "$RUN" "$NCURVE" --once
 curve=()
-for snap in "$RUN"/snapshots/epoch*.pt; do
-  [ -e "$snap" ] || continue
-  out="checkpoints/eval/curve_$(basename "$snap" .pt).json"
-  [ -s "$out" ] || unigem evaluate --checkpoint "$snap" --n "$NCURVE" --steps 100 --no-novelty --json > "$out"
-done
-# The curve is every epoch measured so far, including those whose snapshots an earlier run directory held.
 for out in checkpoints/eval/curve_epoch*.json; do
   [ -s "$out" ] && curve+=("$out")
 done

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Ship a trained run: export its EMA weights to checkpoints/, measure them, and write the model card.
-# Usage: [PROCESSES=2] bash scripts/release_model.sh RUN_DIR "TRAIN COMMAND" [N_MOLECULES] [CURVE_MOLECULES]
+# Usage: [PROCESSES=2] [CAMPAIGN=DIR] bash scripts/release_model.sh RUN_DIR "TRAIN COMMAND" [N_MOLECULES] [CURVE_MOLECULES]
 # PROCESSES: sampling worker processes for the big evaluations (2 on a 2-core CPU; 1 on a GPU).
+# CAMPAIGN: the run the campaign continues from, when RUN_DIR is a cool-down branch of it
+#   (`unigem train --resume CAMPAIGN/last.pt --cooldown-steps K --run-dir RUN_DIR`): its last.pt and
+#   log.csv become checkpoints/training_state.pt and training_log.csv, its epoch snapshots make the
+#   training curve, and RUN_DIR's log goes to checkpoints/cooldown_log.csv. Default: RUN_DIR itself.
 # Every number in the card comes from the `unigem evaluate` commands below, each recorded in the card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,15 +14,23 @@ TRAIN_COMMAND=${2:?the command that trained the run}
 N=${3:-1000}
 NCURVE=${4:-100}
 PROCESSES=${PROCESSES:-1}
+CAMPAIGN=${CAMPAIGN:-$RUN}
 . .venv/bin/activate
 mkdir -p checkpoints/eval
 unigem export "$RUN/last.pt" --out checkpoints/unigem.pt
-cp "$RUN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
+cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
 rm -f checkpoints/model_card.json  # its checksum belongs to the previous weights
-cp "$RUN/log.csv" checkpoints/training_log.csv
+cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
+resume_args=()
+if [ "$CAMPAIGN" != "$RUN" ]; then
+  cp "$RUN/log.csv" checkpoints/cooldown_log.csv
+  resume_args=(--resume-state checkpoints/training_state.pt)
+else
+  rm -f checkpoints/cooldown_log.csv
+fi
 # Training curve: each epoch snapshot not yet measured gets a short fast-preview evaluation; the curve is
 # every epoch measured so far, including those whose snapshots an earlier run directory held.
-bash scripts/curve_watch.sh "$RUN" "$NCURVE" --once
+bash scripts/curve_watch.sh "$CAMPAIGN" "$NCURVE" --once
 curve=()
 for out in checkpoints/eval/curve_epoch*.json; do
   [ -s "$out" ] && curve+=("$out")
@@ -27,4 +39,4 @@ unigem evaluate --n "$N" --steps 100 --processes "$PROCESSES" --json > checkpoin
 unigem evaluate --n "$N" --steps 1000 --properties --processes "$PROCESSES" --json > checkpoints/eval/generation_1000.json
 unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
   --train-command "$TRAIN_COMMAND" --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_1000.json \
-  --curve "${curve[@]}"
+  --curve "${curve[@]}" "${resume_args[@]}"

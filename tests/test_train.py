@@ -1,6 +1,7 @@
 """Training: resuming equals an uninterrupted run, a short run lowers the loss, DDP runs on two CPU processes."""
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -8,12 +9,14 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import torch
 
 from unigem_core.config import preset
 from unigem_core.data.collate import collate
 from unigem_core.data.qm9 import load_split
 from unigem_core.diffusion.schedule import NoiseSchedule
+from unigem_core.train.card import build_card
 from unigem_core.train.checkpoint import load_checkpoint
 from unigem_core.train.ema import EMA
 from unigem_core.train.loop import fit, new_state, train_step, validate
@@ -106,3 +109,32 @@ def test_resume_drops_the_time_budget_but_keeps_the_step_target(tmp_path):
     assert plain.config.train.max_minutes == 0.0 and plain.config.train.max_steps == 2
     told = load_state(tmp_path / "a" / "last.pt", cpu, overrides={"max_minutes": 5.0, "max_steps": 9})
     assert told.config.train.max_minutes == 5.0 and told.config.train.max_steps == 9
+
+
+def _log_lrs(run_dir):
+    with open(run_dir / "log.csv") as f:
+        return {int(r["step"]): float(r["lr"]) for r in csv.DictReader(f)}
+
+
+def test_cooldown_decays_the_rate_to_zero_stops_and_resumes_exactly(tmp_path):
+    """A cool-down branch starts at the resumed step, falls linearly to 0 and stops; cut short, it resumes exactly."""
+    cpu = torch.device("cpu")
+    lr = _config().train.lr
+    fit(_config(max_steps=2), tmp_path / "stable", cpu, progress=False)
+    start = tmp_path / "stable" / "last.pt"
+    straight = fit(_config(), tmp_path / "a", cpu, resume=start, overrides={"cooldown_steps": 4, "max_steps": 100},
+                   progress=False)
+    assert straight.step == 6 and straight.config.train.cooldown_start == 2
+    lrs = _log_lrs(tmp_path / "a")  # the row of step s logs the rate its update used (step s - 1)
+    assert [lrs[s] for s in (3, 4, 5, 6)] == pytest.approx([lr, 0.75 * lr, 0.5 * lr, 0.25 * lr])
+    fit(_config(), tmp_path / "b", cpu, resume=start, overrides={"cooldown_steps": 4, "max_steps": 4}, progress=False)
+    resumed = fit(_config(), tmp_path / "b", cpu, resume=tmp_path / "b" / "last.pt", overrides={"max_steps": 100},
+                  progress=False)
+    assert resumed.step == 6  # the cool-down's end bounds any step target
+    for (name, a), (_, b) in zip(straight.ema.model.state_dict().items(), resumed.ema.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    # The model card of the cooled weights names the schedule and the state the campaign resumes from.
+    card = build_card(tmp_path / "a" / "inference.pt", tmp_path / "a", [], [], "cooled", "unigem train ...", resume_state=start)
+    training = card["training"]
+    assert training["steps"] == 6 and "falls linearly to 0 from step 2 to step 6" in training["learning_rate"]
+    assert training["resume_state"].startswith(f"{start}: step 2,") and f"--resume {start} " in training["resume_command"]

@@ -79,6 +79,7 @@ def cmd_train(args) -> int:
     from unigem_core.train.loop import fit, init_distributed
 
     overrides = {k: v for k, v in {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "lr": args.lr, "warmup_steps": args.warmup_steps,
+                                   "cooldown_steps": args.cooldown_steps,
                                    "batch_size": args.batch_size, "micro_batch": args.micro_batch, "precision": args.precision,
                                    "checkpoint_minutes": args.checkpoint_minutes, "ema_decay": args.ema_decay,
                                    "train_subset": args.train_subset, "val_every": args.val_every}.items() if v is not None}
@@ -177,7 +178,7 @@ def cmd_card(args) -> int:
 
     evals = [json.loads(Path(p).read_text()) for p in args.eval]
     curve = [json.loads(Path(p).read_text()) for p in args.curve]
-    card = build_card(args.checkpoint, args.run_dir, evals, curve, args.name, args.train_command)
+    card = build_card(args.checkpoint, args.run_dir, evals, curve, args.name, args.train_command, args.resume_state)
     write_card(card, args.out)
     print(f"wrote {args.out}")
     return 0
@@ -230,6 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--micro-batch", type=int, help="CPU: molecules per forward/backward pass (0 = whole batch)")
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--cooldown-steps", type=int, help="from the resumed step, let the learning rate fall linearly to 0 "
+                   "over this many steps, then stop (a release branch; resume the campaign from the state before it)")
     p.add_argument("--ema-decay", type=float)
     p.add_argument("--precision", choices=["bf16", "fp32"])
     p.add_argument("--train-subset", type=int, help="train on the first K training molecules only")
@@ -278,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve", nargs="*", default=[], help="evaluations of epoch snapshots (with an 'epoch' key)")
     p.add_argument("--name", default="UniGEM")
     p.add_argument("--train-command", default="")
+    p.add_argument("--resume-state", type=Path, default=None,
+                   help="the training checkpoint the campaign resumes from, if not the shipped weights' own state")
     p.add_argument("--out", type=Path, default=Path("checkpoints/model_card.json"))
     p.set_defaults(func=cmd_card)
 

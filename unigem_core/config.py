@@ -49,6 +49,11 @@ class TrainConfig:
     #                        small passes keep the [b, N, N, H] edge tensors in cache (bench/NOTES.md)
     lr: float = 1e-4
     warmup_steps: int = 0  # linear learning-rate warm-up from 0 (the published run uses none)
+    # Cool-down (warm-up, stable, decay): the learning rate falls linearly from lr to 0 over
+    # cooldown_steps optimiser steps, and training stops at the end. cooldown_start is the step where
+    # it began (-1: not begun; fit sets it to the resumed step), so a cool-down resumes exactly.
+    cooldown_steps: int = 0
+    cooldown_start: int = -1
     weight_decay: float = 1e-12
     amsgrad: bool = True
     ema_decay: float = 0.9999  # EMA of the weights, used for sampling and evaluation

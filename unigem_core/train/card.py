@@ -22,13 +22,34 @@ def _read_log(path: Path) -> list[dict]:
         return [{k: (float(v) if v not in ("", None) else None) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
+def _learning_rate(train: dict) -> str:
+    text = f"{train['lr']:g}"
+    if train.get("warmup_steps"):
+        text += f" after a linear warm-up over the first {train['warmup_steps']:,} steps"
+    if train.get("cooldown_steps") and train.get("cooldown_start", -1) >= 0:
+        start = train["cooldown_start"]
+        text += f"; cool-down: falls linearly to 0 from step {start:,} to step {start + train['cooldown_steps']:,}"
+    return text
+
+
 def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve: list[dict], name: str,
-               train_command: str) -> dict:
-    """Assemble the card from the shipped checkpoint, the run's log.csv and evaluation outputs."""
+               train_command: str, resume_state: Path | None = None) -> dict:
+    """Assemble the card from the shipped checkpoint, the run's log.csv and evaluation outputs.
+
+    resume_state: the training checkpoint the campaign continues from, when it is not the shipped
+    weights' own state (a release branch that cooled the learning rate down from it).
+    """
     state = load_checkpoint(checkpoint)
     cfg = state["config"]
     batch = cfg["train"]["batch_size"]
     step = int(state.get("step", 0))
+    resume_file = "checkpoints/training_state.pt"
+    resume_note = f"{resume_file} (the shipped weights' own state)"
+    if resume_state is not None:
+        resumed = load_checkpoint(resume_state)
+        resume_file = str(resume_state)
+        resume_note = (f"{resume_file}: step {int(resumed['step']):,}, learning rate "
+                       f"{_learning_rate(resumed['config']['train'])}")
     log = _read_log(run_dir / "log.csv") if run_dir else []
     files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in [checkpoint]}
     generation = {str(e["steps"]): e for e in evals if "atom_stability" in e}
@@ -45,8 +66,12 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
         "training": {"steps": step, "epochs": round(step * batch / SPLIT_SIZES["train"], 2),
                      "molecules_seen": step * batch, "hardware": state.get("hardware"),
                      "wall_clock_hours": round(float(state.get("elapsed_s") or 0) / 3600, 2),
-                     "command": train_command, "log": "checkpoints/training_log.csv",
-                     "resume_command": f"unigem train --preset {cfg.get('preset')} --resume checkpoints/training_state.pt "
+                     "learning_rate": _learning_rate(cfg["train"]),
+                     "command": train_command,
+                     "log": "checkpoints/training_log.csv" + ("" if resume_state is None else
+                                                              " (the campaign); checkpoints/cooldown_log.csv (this branch)"),
+                     "resume_state": resume_note,
+                     "resume_command": f"unigem train --preset {cfg.get('preset')} --resume {resume_file} "
                                        f"--run-dir runs/{cfg.get('preset')} --processes 2"},
         "files": files,
         "generation": generation,

@@ -128,6 +128,14 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
+def learning_rate(tc: TrainConfig, step: int) -> float:
+    """The learning rate of optimiser step `step` (0-based): linear warm-up, constant, then the cool-down."""
+    lr = tc.lr * min(1.0, (step + 1) / tc.warmup_steps) if tc.warmup_steps else tc.lr
+    if tc.cooldown_steps and tc.cooldown_start >= 0:
+        lr *= min(1.0, max(0.0, 1.0 - (step - tc.cooldown_start) / tc.cooldown_steps))
+    return lr
+
+
 def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn.Module | None = None) -> dict:
     """One optimiser step on one batch. `net` is the module to call (a DDP wrapper), default state.model.
 
@@ -138,7 +146,7 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
     net = net or state.model
     net.train()
     tc = state.config.train
-    lr = tc.lr * min(1.0, (state.step + 1) / tc.warmup_steps) if tc.warmup_steps else tc.lr
+    lr = learning_rate(tc, state.step)
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     device = batch.positions.device
@@ -245,6 +253,11 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     valid = load_split("valid", progress=False)
     valid = valid.subset(np.arange(min(config.train.val_molecules, len(valid))))
     state = load_state(resume, device, overrides) if resume else new_state(config, train, device)
+    if state.config.train.cooldown_steps and state.config.train.cooldown_start < 0:
+        state.config = state.config.with_train(cooldown_start=state.step)  # the cool-down starts here
+    if state.config.train.cooldown_steps:  # stop where the learning rate reaches 0
+        tc = state.config.train
+        state.config = state.config.with_train(max_steps=min(tc.max_steps, tc.cooldown_start + tc.cooldown_steps))
     tc = state.config.train
     if tc.batch_size % world:
         raise ValueError(f"batch size {tc.batch_size} does not split evenly over {world} processes")

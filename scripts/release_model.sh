@@ -5,7 +5,7 @@
 # CAMPAIGN: the run the campaign continues from, when RUN_DIR is a cool-down branch of it
 #   (`unigem train --resume CAMPAIGN/last.pt --cooldown-steps K --run-dir RUN_DIR`): its last.pt and
 #   log.csv become checkpoints/training_state.pt and training_log.csv, its epoch snapshots make the
-#   training curve, and RUN_DIR's log goes to checkpoints/cooldown_log.csv. Default: RUN_DIR itself.
+#   training curve, and RUN_DIR's rows past them go to checkpoints/cooldown_log.csv. Default: RUN_DIR itself.
 # Every number in the card comes from the `unigem evaluate` commands below, each recorded in the card.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +23,8 @@ rm -f checkpoints/model_card.json  # its checksum belongs to the previous weight
 cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
 resume_args=()
 if [ "$CAMPAIGN" != "$RUN" ]; then
-  cp "$RUN/log.csv" checkpoints/cooldown_log.csv
+  # the branch's own rows only (its log starts as a copy of the campaign's)
+  { head -n 1 "$RUN/log.csv"; grep -vxF -f "$CAMPAIGN/log.csv" "$RUN/log.csv" || true; } > checkpoints/cooldown_log.csv
   resume_args=(--resume-state checkpoints/training_state.pt)
 else
   rm -f checkpoints/cooldown_log.csv

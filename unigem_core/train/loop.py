@@ -253,12 +253,11 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     valid = load_split("valid", progress=False)
     valid = valid.subset(np.arange(min(config.train.val_molecules, len(valid))))
     state = load_state(resume, device, overrides) if resume else new_state(config, train, device)
-    if state.config.train.cooldown_steps and state.config.train.cooldown_start < 0:
-        state.config = state.config.with_train(cooldown_start=state.step)  # the cool-down starts here
-    if state.config.train.cooldown_steps:  # stop where the learning rate reaches 0
-        tc = state.config.train
-        state.config = state.config.with_train(max_steps=min(tc.max_steps, tc.cooldown_start + tc.cooldown_steps))
     tc = state.config.train
+    if tc.cooldown_steps:  # a new cool-down starts at this step; training stops where the rate reaches 0
+        start = state.step if tc.cooldown_start < 0 else tc.cooldown_start
+        state.config = state.config.with_train(cooldown_start=start, max_steps=min(tc.max_steps, start + tc.cooldown_steps))
+        tc = state.config.train
     if tc.batch_size % world:
         raise ValueError(f"batch size {tc.batch_size} does not split evenly over {world} processes")
     schedule = NoiseSchedule(state.config.diffusion.num_steps, state.config.diffusion.power, state.config.diffusion.precision)

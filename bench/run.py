@@ -3,6 +3,7 @@
     python bench/run.py                 # CPU, and CUDA when present
     python bench/run.py --quick         # fewer rounds and smaller workloads (about 2 minutes on 2 cores)
     python bench/run.py --device cuda --threads 1 --omp-wait default
+    python bench/run.py --quick --threads 1 --only sampling-1   # one row (the others are left out)
 
 Prints one table per device and writes bench/results/<date>-<device>.json. Columns:
   ours bf16 / ours fp32: unigem_core's Denoiser (dense [B, N, N, H], per-node first layer), under
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+WORKLOADS = ("training", "sampling-1", "sampling-8", "sampling-64", "prediction")
 SHARED = "shared machine: absolute numbers are contended, ratios are interleaved A/B"
 
 
@@ -44,6 +46,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     ap.add_argument("--omp-wait", default="passive", choices=["passive", "active", "default"],
                     help="OMP_WAIT_POLICY; passive keeps idle OpenMP threads from spinning on a shared machine")
+    ap.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
+                    help="run these rows only (the results file is then named after them)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     return ap.parse_args()
 
@@ -101,21 +105,24 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
 
     rounds = 2 if quick else 4
     compile_s: dict[str, float] = {}  # first compiled sampling run (compile + one run), wall seconds
-    print(f"[{device_name}] training ...", flush=True)
-    n_batches = 1 if quick else 3
-    batches = [collate(train, molecule_rows).to(device)
-               for molecule_rows in epoch_batches(train.n_atoms, 64, 0, 0, 50)[:n_batches]]
-    runs = {}
-    for name, (model, precision, _) in impls.items():
-        model_copy = Denoiser(cfg).to(device) if model is ours else ReferenceDenoiser(cfg).to(device)
-        model_copy.load_state_dict(model.state_dict())
-        state = W.training_state(model_copy, cfg.with_train(precision=precision), normalizer)
-        runs[name] = W.training_run(state, batches, schedule)
-    flops = {f: W.training_flops(mc, batches, f) for f in ("dense", "reference")}
-    record("training, batches of 64", "molecules/s", 64 * n_batches, W.interleaved(runs, rounds, device), flops)
+    if "training" in args.only:
+        print(f"[{device_name}] training ...", flush=True)
+        n_batches = 1 if quick else 3
+        batches = [collate(train, molecule_rows).to(device)
+                   for molecule_rows in epoch_batches(train.n_atoms, 64, 0, 0, 50)[:n_batches]]
+        runs = {}
+        for name, (model, precision, _) in impls.items():
+            model_copy = Denoiser(cfg).to(device) if model is ours else ReferenceDenoiser(cfg).to(device)
+            model_copy.load_state_dict(model.state_dict())
+            state = W.training_state(model_copy, cfg.with_train(precision=precision), normalizer)
+            runs[name] = W.training_run(state, batches, schedule)
+        flops = {f: W.training_flops(mc, batches, f) for f in ("dense", "reference")}
+        record("training, batches of 64", "molecules/s", 64 * n_batches, W.interleaved(runs, rounds, device), flops)
 
     sampling = [(1, 20 if quick else 50), (8, 5 if quick else 20), (64, 2 if quick else 8)]
     for b, steps in sampling:
+        if f"sampling-{b}" not in args.only:
+            continue
         print(f"[{device_name}] sampling batch {b} ...", flush=True)
         n_atoms = W.atom_counts(train, b, seed=b)
         runs = {name: W.sampling_run(model.eval(), schedule, n_atoms, steps, precision)
@@ -133,16 +140,17 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
         timings = W.interleaved(runs, rounds, device, warmups)
         record(f"sampling, batch {b}", "molecule-steps/s", b * calls, timings, flops)
 
-    print(f"[{device_name}] prediction ...", flush=True)
-    test = load_split("test", progress=False)
-    molecules = W.qm9_molecules(test, 64 if quick else 512)
-    runs = {}
-    for name, (model, precision, _) in impls.items():
-        engine = Engine(model=model.eval(), config=cfg, schedule=schedule, normalizer=normalizer,
-                        atom_count_probs=None, device=device, checkpoint=Path("-"))
-        runs[name] = (lambda e=engine, p=precision: predict_properties(e, molecules, batch_size=128, precision=p))
-    flops = {f: W.prediction_flops(mc, molecules, 128, f) for f in ("dense", "reference")}
-    record("prediction, batches of 128", "molecules/s", len(molecules), W.interleaved(runs, rounds, device), flops)
+    if "prediction" in args.only:
+        print(f"[{device_name}] prediction ...", flush=True)
+        test = load_split("test", progress=False)
+        molecules = W.qm9_molecules(test, 64 if quick else 512)
+        runs = {}
+        for name, (model, precision, _) in impls.items():
+            engine = Engine(model=model.eval(), config=cfg, schedule=schedule, normalizer=normalizer,
+                            atom_count_probs=None, device=device, checkpoint=Path("-"))
+            runs[name] = (lambda e=engine, p=precision: predict_properties(e, molecules, batch_size=128, precision=p))
+        flops = {f: W.prediction_flops(mc, molecules, 128, f) for f in ("dense", "reference")}
+        record("prediction, batches of 128", "molecules/s", len(molecules), W.interleaved(runs, rounds, device), flops)
     # the peak again at the end, keeping the better: on a busy machine one reading can be unlucky
     peak = {k: max(peak[k], W.matmul_peak(device, dtype)) for k, dtype in dtypes.items()}
     for row in rows:
@@ -214,7 +222,7 @@ def main() -> None:
     for name in devices:
         load_before = os.getloadavg()[0]
         result = bench_device(name, args)
-        meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
+        meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick, "only": args.only,
                 "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
                 "load_before": load_before, "load_after": os.getloadavg()[0], "torch": torch.__version__,
                 "python": platform.python_version(),
@@ -223,6 +231,8 @@ def main() -> None:
         suffix = "-quick" if args.quick else ""
         if name == "cpu" and args.threads != os.cpu_count():
             suffix += f"-t{args.threads}"
+        if set(args.only) != set(WORKLOADS):
+            suffix += "-" + "+".join(w for w in WORKLOADS if w in args.only)
         path = args.out / f"{datetime.date.today().isoformat()}-{name}{suffix}.json"
         path.write_text(json.dumps({**meta, **result}, indent=1))
         print(f"wrote {path}")

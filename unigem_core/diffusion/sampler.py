@@ -83,7 +83,7 @@ def compiled(model: torch.nn.Module) -> Callable:
     On CPU the weights are frozen into the graph (constant-folded, prepacked for oneDNN) and the
     generated code is called from a C++ wrapper, which removes the per-operator Python dispatch that
     dominates small batches. Measured on the `paper` network, one thread, bf16 (bench/NOTES.md):
-    1.5x per call at batch 1 and at batch 64, after about a minute of compiling per (batch, atoms)
+    1.65x per call at batch 1 (11.5 against 19.0 ms), after about a minute of compiling per (batch, atoms)
     shape on 2 cores; a sampling run keeps one shape for all its steps. Later weight changes are not
     seen (frozen), so this is for inference models such as the EMA network of a checkpoint.
 

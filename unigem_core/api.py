@@ -22,6 +22,7 @@ from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import remove_mean
 from unigem_core.model.denoiser import Denoiser
 from unigem_core.molecule import GeneratedMolecule, Molecule, MoleculeInputError, Record, check_domain
+from unigem_core.precision import autocast, resolve_precision
 from unigem_core.train.checkpoint import INFERENCE_FORMAT, TRAINING_FORMAT, CheckpointError, load_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +136,7 @@ def draw_atom_count(probs: np.ndarray, seed: int) -> int:
 
 
 def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | None = None, seed: int = 0,
-             record_trajectory: bool = False, batch_size: int = 64, precision: str = "bf16",
+             record_trajectory: bool = False, batch_size: int = 64, precision: str = "auto",
              on_progress: Callable[[int, int], None] | None = None, processes: int = 1,
              compile: bool = False) -> list[GeneratedMolecule]:
     """Sample n molecules with seeds seed..seed+n-1, type them, predict their properties and check them.
@@ -266,7 +267,7 @@ def predict_properties(engine: Engine, molecules: list[Molecule], batch_size: in
             mask[row, :molecules[i].n_atoms] = True
         x, mask = remove_mean(x, mask).to(engine.device), mask.to(engine.device)
         t = torch.zeros(len(idx), dtype=torch.long, device=engine.device)
-        with torch.autocast(engine.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(engine.device, precision):
             props = engine.model(x, t, mask, growth=True).properties
         for i, p in zip(idx, to_report_units(props.float().cpu().numpy(), engine.normalizer)):
             by_index[i] = p
@@ -307,16 +308,17 @@ def predictions_table(predictions: list[Prediction]) -> list[dict]:
 
 def evaluate_generation(engine: Engine, n: int = 1000, steps: int | None = None, seed: int = 0, batch_size: int = 100,
                         novelty: bool = True, on_progress: Callable[[int, int], None] | None = None,
-                        processes: int = 1, compile: bool = False) -> dict:
+                        processes: int = 1, compile: bool = False, precision: str = "auto") -> dict:
     """Stability, validity, uniqueness and novelty of n generated molecules (spec 8)."""
     from unigem_core.metrics import generation_metrics, training_smiles
 
     start = time.perf_counter()
     mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes,
-                    compile=compile)
+                    compile=compile, precision=precision)
     elapsed = time.perf_counter() - start
     metrics = generation_metrics([g.molecule for g in mols], training_smiles() if novelty else None)
-    metrics.update(steps=steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device))
+    metrics.update(steps=steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device),
+                   precision=resolve_precision(precision, engine.device))
     return metrics
 
 

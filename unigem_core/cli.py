@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from unigem_core.molecule import MoleculeInputError
+from unigem_core.precision import CHOICES as PRECISIONS
 
 
 class CLIError(Exception):
@@ -24,6 +25,11 @@ def _add_sampling_processes_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the network with frozen weights: about "
                    "1.65x faster network calls on CPU after roughly a minute of compiling per batch shape; "
                    "pays off for long runs")
+
+
+def _add_precision_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="sampling in bf16 or fp32; auto (default): "
+                   "bf16 where the hardware has it (AVX512-BF16, AMX, a recent GPU), else fp32")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -162,7 +168,7 @@ def cmd_evaluate(args) -> int:
         bar = _ProgressBar("sampling")
         result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
                                          novelty=not args.no_novelty, on_progress=bar, processes=args.processes,
-                                         compile=args.compile)
+                                         compile=args.compile, precision=args.precision)
         bar.close()
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))
@@ -235,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cooldown-steps", type=int, help="from the resumed step, let the learning rate fall linearly to 0 "
                    "over this many steps, then stop (a release branch; resume the campaign from the state before it)")
     p.add_argument("--ema-decay", type=float)
-    p.add_argument("--precision", choices=["bf16", "fp32"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="dense work in bf16 or fp32; auto (default): "
+                   "bf16 where the hardware has it (AVX512-BF16, AMX, a recent GPU), else fp32")
     p.add_argument("--train-subset", type=int, help="train on the first K training molecules only")
     p.add_argument("--val-every", type=int)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (default: torch's choice, "
@@ -254,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: all 1000)")
     p.add_argument("--atoms", type=int, default=None, help="atoms per molecule (default: drawn from QM9's histogram)")
     p.add_argument("--seed", type=int, default=0, help="molecule k gets seed SEED+k")
-    p.add_argument("--precision", default="bf16", choices=["bf16", "fp32"])
+    _add_precision_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output .sdf (properties as SD tags) or .xyz")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the trajectories as multi-frame XYZ")
     _add_sampling_processes_arg(p)
@@ -271,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="metrics of real QM9 test molecules (the Data row)")
     p.add_argument("--no-novelty", action="store_true", help="skip novelty (needs the training SMILES)")
     p.add_argument("--json", action="store_true", help="one-line JSON")
+    _add_precision_arg(p)
     _add_sampling_processes_arg(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_evaluate)

@@ -58,7 +58,7 @@ class TrainConfig:
     amsgrad: bool = True
     ema_decay: float = 0.9999  # EMA of the weights, used for sampling and evaluation
     clip_history: int = 50  # adaptive clipping: max_norm = 1.5 mean + 2 std of the last clip_history norms
-    precision: str = "bf16"  # "bf16" autocast for dense work, or "fp32"
+    precision: str = "auto"  # dense work in "bf16", "fp32", or "auto": bf16 where the hardware has it (unigem_core.precision)
     max_steps: int = 10_000_000  # stop after this many optimiser steps
     max_minutes: float = 0.0  # stop after this wall-clock time (0 = no limit)
     checkpoint_minutes: float = 5.0  # write a checkpoint at least this often

@@ -14,6 +14,7 @@ import torch
 
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import batch_noise, remove_mean
+from unigem_core.precision import autocast
 from unigem_core.molecule import Frame, Trajectory
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps in all)
@@ -25,7 +26,7 @@ class SamplerOptions:
     steps: int | None = None  # network calls before the final t = 0 call; None = all T (ancestral over every t)
     record_trajectory: bool = False  # keep frames for the trajectory player
     nucleation_frames: int = 100  # frames kept from the nucleation phase; every growth-phase step is kept
-    precision: str = "bf16"  # autocast dtype for the network's dense work ("bf16" or "fp32")
+    precision: str = "auto"  # the network's dense work: "bf16", "fp32" or "auto" (bf16 where native; unigem_core.precision)
     compile: bool = False  # run the network through torch.compile (see `compiled`): faster calls after a slow first one
 
 
@@ -107,10 +108,6 @@ def compiled(model: torch.nn.Module) -> Callable:
     return net
 
 
-def _autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 @torch.inference_mode()
 def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int], options: SamplerOptions = SamplerOptions(),
            on_progress: ProgressCallback | None = None, on_frame: FrameCallback | None = None) -> SampleResult:
@@ -127,7 +124,7 @@ def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int],
 
     def call(z: torch.Tensor, t: int):
         t_vec = torch.full((b,), t, dtype=torch.long, device=device)
-        with _autocast(device, options.precision):
+        with autocast(device, options.precision):
             out = net(z, t_vec, node_mask, growth=t <= t_n)
         guess = out.type_logits.argmax(-1) if t <= t_n else None
         for cb in callbacks:

@@ -28,6 +28,7 @@ from unigem_core.data.qm9 import QM9Arrays, load_split
 from unigem_core.diffusion.process import MoleculeLosses, molecule_losses, noise_batch, two_phase_loss
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.model.denoiser import Denoiser
+from unigem_core.precision import autocast
 from unigem_core.train.checkpoint import TRAINING_FORMAT, atomic_save, inference_state, load_checkpoint, versions
 from unigem_core.train.clip import AdaptiveClipper
 from unigem_core.train.ema import EMA
@@ -122,10 +123,6 @@ def hardware() -> str:
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, {world} process(es)"
     return (f"{platform.processor() or platform.machine()} CPU ({os.cpu_count()} cores), "
             f"{world} process(es) x {torch.get_num_threads()} thread(s)")
-
-
-def autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def learning_rate(tc: TrainConfig, step: int) -> float:

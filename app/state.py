@@ -45,7 +45,7 @@ class GenerationRun:
     molecules: list[GeneratedMolecule]
     settings: dict  # n, steps, n_atoms (None = training distribution), seed, device
     seconds: float  # wall-clock time of the sampling
-    device: str  # the device the engine ran on, e.g. "cpu"
+    device: str  # the device the engine ran on and its precision, e.g. "cpu, fp32"
     readable_smiles: list[str | None] = field(default_factory=list)  # heavy-atom SMILES, None if invalid
 
     def __post_init__(self) -> None:

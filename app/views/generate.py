@@ -17,6 +17,7 @@ from app.components.gallery import show_gallery
 from app.state import ATOMS_FIXED, ATOMS_FROM_DATA, GENERATION, WIDGET_DEFAULTS, GenerationRun
 from unigem_core import api
 from unigem_core.constants import MAX_ATOMS
+from unigem_core.precision import resolve_precision
 
 MIN_ATOMS = 5  # the smallest molecules worth generating; QM9 has a handful below this
 PREVIEW_STEPS = (50, 100, 250)
@@ -106,7 +107,8 @@ def run_generation(settings: dict) -> GenerationRun | None:
                                  seed=settings["seed"], record_trajectory=True, on_progress=_progress_reporter(bar))
         seconds = time.perf_counter() - start  # sampling only, not the wait for a slot
     bar.empty()
-    return GenerationRun(molecules=molecules, settings=settings, seconds=seconds, device=str(engine.device))
+    precision = resolve_precision("auto", engine.device)  # what api.generate ran in
+    return GenerationRun(molecules=molecules, settings=settings, seconds=seconds, device=f"{engine.device}, {precision}")
 
 
 def render() -> None:

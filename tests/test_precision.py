@@ -43,3 +43,14 @@ def test_unknown_precision_is_a_clear_error():
 def test_defaults_are_auto():
     assert preset("small").train.precision == "auto"
     assert SamplerOptions().precision == "auto"
+
+
+def test_training_hardware_names_the_precision(monkeypatch):
+    from unigem_core.train.loop import hardware
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    if torch.cuda.is_available():
+        pytest.skip("names the GPU instead")
+    assert hardware("auto").endswith(", fp32") and hardware("bf16").endswith(", bf16")
+    assert torch.backends.cpu.get_cpu_capability() in hardware()

@@ -28,7 +28,7 @@ from unigem_core.data.qm9 import QM9Arrays, load_split
 from unigem_core.diffusion.process import MoleculeLosses, molecule_losses, noise_batch, two_phase_loss
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.model.denoiser import Denoiser
-from unigem_core.precision import autocast
+from unigem_core.precision import autocast, resolve_precision
 from unigem_core.train.checkpoint import TRAINING_FORMAT, atomic_save, inference_state, load_checkpoint, versions
 from unigem_core.train.clip import AdaptiveClipper
 from unigem_core.train.ema import EMA
@@ -83,7 +83,7 @@ def state_dict(state: TrainState) -> dict:
         "clipper": state.clipper.state_dict(), "generator": state.generator.get_state(),
         "normalizer": {"mean": list(state.normalizer.mean), "mad": list(state.normalizer.mad)},
         "atom_count_hist": list(state.atom_count_hist), "step": state.step, "epoch": state.epoch,
-        "batch_in_epoch": state.batch_in_epoch, "elapsed_s": state.elapsed_s, "hardware": hardware(),
+        "batch_in_epoch": state.batch_in_epoch, "elapsed_s": state.elapsed_s, "hardware": hardware(state.config.train.precision),
     }
 
 
@@ -117,12 +117,26 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
                       batch_in_epoch=ckpt["batch_in_epoch"], elapsed_s=ckpt["elapsed_s"])
 
 
-def hardware() -> str:
+def hardware(precision: str = "auto") -> str:
+    """Where this run trains, e.g. "AMD EPYC CPU (2 cores, AVX2), 2 process(es) x 1 thread(s), fp32"."""
     world = _dist_info()[1]
     if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, {world} process(es)"
-    return (f"{platform.processor() or platform.machine()} CPU ({os.cpu_count()} cores), "
-            f"{world} process(es) x {torch.get_num_threads()} thread(s)")
+        used = resolve_precision(precision, torch.device("cuda"))
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, {world} process(es), {used}"
+    used = resolve_precision(precision, torch.device("cpu"))
+    return (f"{_cpu_name()} CPU ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}), "
+            f"{world} process(es) x {torch.get_num_threads()} thread(s), {used}")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def learning_rate(tc: TrainConfig, step: int) -> float:

@@ -27,8 +27,8 @@ def _add_sampling_processes_arg(p: argparse.ArgumentParser) -> None:
                    "pays off for long runs")
 
 
-def _add_precision_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="sampling in bf16 or fp32; auto (default): "
+def _add_precision_arg(p: argparse.ArgumentParser, work: str = "sampling") -> None:
+    p.add_argument("--precision", default="auto", choices=PRECISIONS, help=f"{work} in bf16 or fp32; auto (default): "
                    "bf16 where the hardware has it (AVX512-BF16, AMX, a recent GPU), else fp32")
 
 
@@ -241,8 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cooldown-steps", type=int, help="from the resumed step, let the learning rate fall linearly to 0 "
                    "over this many steps, then stop (a release branch; resume the campaign from the state before it)")
     p.add_argument("--ema-decay", type=float)
-    p.add_argument("--precision", default="auto", choices=PRECISIONS, help="dense work in bf16 or fp32; auto (default): "
-                   "bf16 where the hardware has it (AVX512-BF16, AMX, a recent GPU), else fp32")
+    _add_precision_arg(p, "dense work")
     p.add_argument("--train-subset", type=int, help="train on the first K training molecules only")
     p.add_argument("--val-every", type=int)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (default: torch's choice, "

@@ -14,8 +14,8 @@ import torch
 
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import batch_noise, remove_mean
-from unigem_core.precision import autocast
 from unigem_core.molecule import Frame, Trajectory
+from unigem_core.precision import autocast, resolve_precision
 
 ProgressCallback = Callable[[int, int], None]  # (steps done, steps in all)
 FrameCallback = Callable[[int, torch.Tensor, torch.Tensor | None], None]  # (t, z_t [B, N, 3], type guess [B, N] or None)
@@ -121,10 +121,11 @@ def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int],
     recorder = TrajectoryRecorder(ts, n_atoms, schedule, t_n, options.nucleation_frames) if options.record_trajectory else None
     callbacks = [cb for cb in (recorder, on_frame) if cb is not None]
     net = compiled(model) if options.compile else model
+    precision = resolve_precision(options.precision, device)  # once, not at every step
 
     def call(z: torch.Tensor, t: int):
         t_vec = torch.full((b,), t, dtype=torch.long, device=device)
-        with autocast(device, options.precision):
+        with autocast(device, precision):
             out = net(z, t_vec, node_mask, growth=t <= t_n)
         guess = out.type_logits.argmax(-1) if t <= t_n else None
         for cb in callbacks:

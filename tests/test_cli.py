@@ -82,6 +82,20 @@ def test_evaluate_json_contract(capsys):
     assert result["command"].startswith("unigem evaluate")
 
 
+def test_evaluate_loss_alone(capsys):
+    assert main(["evaluate", "--n", "0", "--loss", "--limit", "40", "--precision", "fp32", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["validation_loss"]) == {"loss", "coord", "prop_mae_norm", "type_accuracy"}
+    assert result["n_loss_molecules"] == 40 and result["loss_precision"] == "fp32"
+    assert 0.0 < result["validation_loss"]["loss"] < 1.0  # the shipped model's logged values are about 0.22
+    assert "validity" not in result  # --n 0 generated nothing
+
+
+def test_evaluate_with_nothing_to_do_is_an_error(capsys):
+    assert main(["evaluate", "--n", "0"]) == 2
+    assert "--n must be at least 1" in capsys.readouterr().err
+
+
 def test_evaluate_reference_reports_the_data_row(capsys):
     assert main(["evaluate", "--reference", "--n", "2000", "--no-novelty", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

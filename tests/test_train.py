@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from unigem_core import api
 from unigem_core.config import preset
 from unigem_core.data.collate import collate
 from unigem_core.data.qm9 import load_split
@@ -76,6 +77,18 @@ def test_short_training_lowers_the_loss(tmp_path):
     assert after["val_type_accuracy"] > before["val_type_accuracy"]
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
     assert len(rows) == 151 and rows[0].startswith("step,epoch,loss")
+
+
+def test_evaluate_loss_reproduces_the_logged_validation_loss(tmp_path):
+    """`unigem evaluate --loss` on a run's checkpoint gives the number its log's val_loss column holds."""
+    fit(_config(max_steps=2, val_every=2, val_molecules=40), tmp_path / "run", torch.device("cpu"), progress=False)
+    with open(tmp_path / "run" / "log.csv") as f:
+        logged = [row for row in csv.DictReader(f) if row["val_loss"]]
+    assert [row["step"] for row in logged] == ["2"]
+    result = api.evaluate_loss(api.load_model(tmp_path / "run" / "last.pt", "cpu"), precision="fp32")
+    assert result["n_loss_molecules"] == 40
+    assert result["validation_loss"]["loss"] == pytest.approx(float(logged[0]["val_loss"]), rel=1e-9)
+    assert result["validation_loss"]["coord"] == pytest.approx(float(logged[0]["val_coord"]), rel=1e-9)
 
 
 def test_ddp_two_cpu_processes_stop_together_on_sigterm(tmp_path):

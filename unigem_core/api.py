@@ -330,6 +330,28 @@ def evaluate_reference(n: int | None = 2000, split: str = "test", seed: int = 0,
     return generation_metrics(mols, training_smiles() if novelty else None)
 
 
+def evaluate_loss(engine: Engine, limit: int | None = None, precision: str = "auto") -> dict:
+    """The training objective of these weights on the validation split under fixed noise.
+
+    The same number as the val_loss column of a training log (the first `val_molecules` validation
+    molecules, 1,024 by default), so a shipped release and a campaign checkpoint compare directly;
+    compare numbers of one precision only.
+    """
+    from unigem_core.data.qm9 import load_split
+    from unigem_core.train.loop import validation_loss
+
+    data = load_split("valid", progress=False)
+    n = engine.config.train.val_molecules if limit is None else limit
+    if n < 1:
+        raise ValueError(f"the validation loss needs at least 1 molecule, not {n}")
+    data = data.subset(np.arange(min(n, len(data))))
+    used = resolve_precision(precision, engine.device)
+    terms = validation_loss(engine.model, data, engine.schedule, engine.normalizer, engine.config.diffusion,
+                            engine.device, used)
+    return {"validation_loss": {k.removeprefix("val_"): v for k, v in terms.items()},
+            "n_loss_molecules": len(data), "loss_precision": used}
+
+
 def evaluate_properties(engine: Engine, split: str = "test", limit: int | None = None, batch_size: int = 256) -> dict:
     """Mean absolute error of all twelve targets on a QM9 split, in reporting units (spec 7 and 14)."""
     from unigem_core.data.qm9 import load_split, symbols_of

@@ -164,12 +164,18 @@ def cmd_evaluate(args) -> int:
     if args.reference:
         result = api.evaluate_reference(n=args.n, novelty=not args.no_novelty)
     else:
+        if args.n < 0 or (args.n == 0 and not (args.loss or args.properties)):
+            raise CLIError(f"--n must be at least 1 (or 0 with --loss or --properties), not {args.n}")
         engine = api.load_model(args.checkpoint, args.device)
-        bar = _ProgressBar("sampling")
-        result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
-                                         novelty=not args.no_novelty, on_progress=bar, processes=args.processes,
-                                         compile=args.compile, precision=args.precision)
-        bar.close()
+        result = {}
+        if args.n > 0:
+            bar = _ProgressBar("sampling")
+            result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
+                                             novelty=not args.no_novelty, on_progress=bar, processes=args.processes,
+                                             compile=args.compile, precision=args.precision)
+            bar.close()
+        if args.loss:
+            result.update(api.evaluate_loss(engine, limit=args.limit, precision=args.precision))
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))
         result.update({k: v for k, v in engine.info.items() if v is not None})  # step, epoch of the weights
@@ -268,12 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="generation metrics (and property MAE) as JSON")
-    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--n", type=int, default=1000, help="molecules to generate (0: none, with --loss or --properties)")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--properties", action="store_true", help="also the MAE of all twelve targets on a split")
     p.add_argument("--split", default="test", choices=["valid", "test"])
-    p.add_argument("--limit", type=int, default=None, help="property MAE on the first LIMIT molecules only")
+    p.add_argument("--limit", type=int, default=None, help="property MAE (and --loss) on the first LIMIT molecules of the split only")
+    p.add_argument("--loss", action="store_true",
+                   help="also the training objective on the first 1,024 validation molecules under fixed noise "
+                        "(the val_loss column of a training log, for comparing checkpoints); --n 0 skips generation")
     p.add_argument("--reference", action="store_true", help="metrics of real QM9 test molecules (the Data row)")
     p.add_argument("--no-novelty", action="store_true", help="skip novelty (needs the training SMILES)")
     p.add_argument("--json", action="store_true", help="one-line JSON")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from unigem_core.config import TrainConfig, UniGEMConfig
+from unigem_core.config import DiffusionConfig, TrainConfig, UniGEMConfig
 from unigem_core.constants import MAX_ATOMS
 from unigem_core.data.collate import Batch, collate, epoch_batches
 from unigem_core.data.normalizer import PropertyNormalizer
@@ -186,22 +186,33 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
 
 
 @torch.no_grad()
-def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule, device: torch.device, batch_size: int = 128) -> dict:
-    """EMA model on a fixed slice of the validation split, with fixed noise: comparable across time."""
-    model = state.ema.model
+def validation_loss(model: nn.Module, data: QM9Arrays, schedule: NoiseSchedule, normalizer: PropertyNormalizer,
+                    cfg: DiffusionConfig, device: torch.device, precision: str = "auto", batch_size: int = 128,
+                    seed: int = 1234) -> dict:
+    """The training objective of `model` on `data` under fixed noise, averaged over the molecules.
+
+    The noise comes from one generator seeded `seed` and drawn batch after batch, so two checkpoints
+    (or two points of one run) see the same noise and their numbers compare; keep `batch_size` and
+    `seed` at their defaults to compare with the val_* columns of a training log.
+    """
     model.eval()
-    generator = torch.Generator().manual_seed(1234)
+    generator = torch.Generator().manual_seed(seed)
     totals = {"val_loss": 0.0, "val_coord": 0.0, "val_prop_mae_norm": 0.0, "val_type_accuracy": 0.0}
-    n_batches = 0
-    for start in range(0, len(data) - batch_size + 1, batch_size):
-        batch = collate(data, np.arange(start, start + batch_size)).to(device)
-        with autocast(device, state.config.train.precision):
-            terms = two_phase_loss(model, batch, schedule, state.normalizer, state.config.diffusion, generator)
+    for start in range(0, len(data), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(data)))
+        batch = collate(data, rows).to(device)
+        with autocast(device, precision):
+            terms = two_phase_loss(model, batch, schedule, normalizer, cfg, generator)
         for key, value in (("val_loss", terms.total), ("val_coord", terms.coord), ("val_prop_mae_norm", terms.prop),
                            ("val_type_accuracy", terms.type_accuracy)):
-            totals[key] += float(value)
-        n_batches += 1
-    return {k: v / max(n_batches, 1) for k, v in totals.items()}
+            totals[key] += float(value) * len(rows)
+    return {k: v / max(len(data), 1) for k, v in totals.items()}
+
+
+def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule, device: torch.device, batch_size: int = 128) -> dict:
+    """The EMA model's validation_loss, in the run's precision: the val_* columns of the log."""
+    return validation_loss(state.ema.model, data, schedule, state.normalizer, state.config.diffusion, device,
+                           state.config.train.precision, batch_size)
 
 
 class StopRequest:

@@ -38,6 +38,9 @@ for out in checkpoints/eval/curve_epoch*.json; do
 done
 unigem evaluate --n "$N" --steps 100 --processes "$PROCESSES" --json > checkpoints/eval/generation_100.json
 unigem evaluate --n "$N" --steps 1000 --properties --processes "$PROCESSES" --json > checkpoints/eval/generation_1000.json
+# fp32 on every machine, so later releases and the campaign's checkpoints compare with this number
+unigem evaluate --n 0 --loss --precision fp32 --json > checkpoints/eval/validation_loss.json
 unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
-  --train-command "$TRAIN_COMMAND" --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_1000.json \
+  --train-command "$TRAIN_COMMAND" \
+  --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_1000.json checkpoints/eval/validation_loss.json \
   --curve "${curve[@]}" "${resume_args[@]}"

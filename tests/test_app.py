@@ -225,6 +225,10 @@ def test_model_page_with_card(monkeypatch, tmp_path):
                        "100": {"atom_stability": 0.9, "molecule_stability": 0.4, "validity": 0.8}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
         "training": {"hardware": "1x H100", "seconds": 7200},
+        "validation_loss": {"validation_loss": {"loss": 0.2215, "coord": 0.197, "prop_mae_norm": 0.0489,
+                                                "type_accuracy": 1.0},
+                            "n_loss_molecules": 1024, "loss_precision": "fp32",
+                            "command": "unigem evaluate --n 0 --loss --precision fp32 --json"},
     }
     path = tmp_path / "model_card.json"
     path.write_text(json.dumps(card))
@@ -239,6 +243,8 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     mae = at.dataframe[1].value
     assert len(mae) == 12 and mae["this model (MAE)"].iloc[0] == 0.5 and mae["EGNN, published (MAE)"].iloc[0] == 0.029
     assert "unigem evaluate --steps 1000" in [c.value for c in at.code]
+    assert [m.value for m in at.metric][-3:] == ["0.2215", "0.1970", "0.0489"]
+    assert "unigem evaluate --n 0 --loss --precision fp32 --json" in [c.value for c in at.code]
     training = at.dataframe[2].value
     assert "1x H100" in training["value"].tolist() and "2.00 h (7,200 s)" in training["value"].tolist()
 

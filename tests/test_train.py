@@ -147,7 +147,10 @@ def test_cooldown_decays_the_rate_to_zero_stops_and_resumes_exactly(tmp_path):
     for (name, a), (_, b) in zip(straight.ema.model.state_dict().items(), resumed.ema.model.state_dict().items()):
         assert torch.equal(a, b), name
     # The model card of the cooled weights names the schedule and the state the campaign resumes from.
-    card = build_card(tmp_path / "a" / "inference.pt", tmp_path / "a", [], [], "cooled", "unigem train ...", resume_state=start)
+    loss = {"validation_loss": {"loss": 0.5}, "n_loss_molecules": 40, "command": "unigem evaluate --n 0 --loss"}
+    card = build_card(tmp_path / "a" / "inference.pt", tmp_path / "a", [loss], [], "cooled", "unigem train ...",
+                      resume_state=start)
+    assert card["validation_loss"] == loss and card["generation"] == {} and card["properties"] is None
     training = card["training"]
     assert training["steps"] == 6 and "falls linearly to 0 from step 2 to step 6" in training["learning_rate"]
     assert training["resume_state"].startswith(f"{start}: step 2,") and f"--resume {start} " in training["resume_command"]

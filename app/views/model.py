@@ -113,6 +113,23 @@ def _training(card: dict) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
 
+def _validation(result: dict | None) -> None:
+    """The training objective of the shipped weights: the yardstick a later checkpoint must beat."""
+    if not result or not result.get("validation_loss"):
+        return
+    st.subheader("Validation loss")
+    terms = result["validation_loss"]
+    cols = st.columns(3)
+    cols[0].metric("Loss", f"{terms['loss']:.4f}")
+    cols[1].metric("Coordinate term", f"{terms['coord']:.4f}")
+    cols[2].metric("Property term (normalised MAE)", f"{terms['prop_mae_norm']:.4f}")
+    st.caption(f"The training objective on the first {result.get('n_loss_molecules', 0):,} validation molecules "
+               f"under fixed noise, in {result.get('loss_precision', '?')}; lower is better. The same command with "
+               "`--checkpoint runs/small/last.pt` gives a training checkpoint's number, to compare.")
+    if result.get("command"):
+        st.code(result["command"], language="bash")
+
+
 def _readable(key: str, value) -> str:
     if isinstance(value, (int, float)) and key.endswith(("seconds", "_s")):
         return f"{value / 3600:.2f} h ({value:,.0f} s)"
@@ -158,6 +175,7 @@ def render() -> None:
     if properties.get("command"):
         st.code(properties["command"], language="bash")
 
+    _validation(card.get("validation_loss"))
     _training(card)
     with st.expander("Configuration"):
         config = card.get("config") or (engine.config.to_dict() if engine is not None else {})

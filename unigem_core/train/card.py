@@ -54,6 +54,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
     files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in [checkpoint]}
     generation = {str(e["steps"]): e for e in evals if "atom_stability" in e}
     properties = next((e for e in evals if "mae" in e), None)
+    validation = next((e for e in evals if "validation_loss" in e), None)
     curve_rows = sorted(curve, key=lambda e: e.get("epoch", 0))
     val_rows = [r for r in log if r.get("val_loss") is not None]
     return {
@@ -76,6 +77,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
         "files": files,
         "generation": generation,
         "properties": properties,
+        "validation_loss": validation,
         "training_curve": curve_rows,
         "validation_curve": [{k: r[k] for k in ("step", "epoch", "val_loss", "val_coord", "val_prop_mae_norm",
                                                 "val_type_accuracy", "loss")} for r in val_rows],

@@ -70,9 +70,9 @@ def test_short_training_lowers_the_loss(tmp_path):
     cfg = _config(max_steps=150, ema_decay=0.9, lr=2e-3, precision="bf16")
     valid = load_split("valid", progress=False).subset(np.arange(256))
     schedule = NoiseSchedule()
-    before = validate(new_state(cfg, load_split("train", progress=False).subset(np.arange(256)), cpu), valid, schedule, cpu)
+    before = validate(new_state(cfg, load_split("train", progress=False).subset(np.arange(256)), cpu), valid, schedule)
     state = fit(cfg, tmp_path / "run", cpu, progress=False)
-    after = validate(state, valid, schedule, cpu)
+    after = validate(state, valid, schedule)
     assert after["val_loss"] < 0.8 * before["val_loss"]
     assert after["val_type_accuracy"] > before["val_type_accuracy"]
     rows = (tmp_path / "run" / "log.csv").read_text().splitlines()

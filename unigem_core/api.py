@@ -346,8 +346,7 @@ def evaluate_loss(engine: Engine, limit: int | None = None, precision: str = "au
         raise ValueError(f"the validation loss needs at least 1 molecule, not {n}")
     data = data.subset(np.arange(min(n, len(data))))
     used = resolve_precision(precision, engine.device)
-    terms = validation_loss(engine.model, data, engine.schedule, engine.normalizer, engine.config.diffusion,
-                            engine.device, used)
+    terms = validation_loss(engine.model, data, engine.schedule, engine.normalizer, engine.config.diffusion, used)
     return {"validation_loss": {k.removeprefix("val_"): v for k, v in terms.items()},
             "n_loss_molecules": len(data), "loss_precision": used}
 

@@ -185,21 +185,25 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
     return {**terms.as_floats(), "loss": float(terms.total), "grad_norm": grad_norm, "lr": state.optimizer.param_groups[0]["lr"]}
 
 
+VAL_BATCH = 128  # molecules per validation pass; with VAL_SEED it fixes the noise each molecule gets
+VAL_SEED = 1234
+
+
 @torch.no_grad()
 def validation_loss(model: nn.Module, data: QM9Arrays, schedule: NoiseSchedule, normalizer: PropertyNormalizer,
-                    cfg: DiffusionConfig, device: torch.device, precision: str = "auto", batch_size: int = 128,
-                    seed: int = 1234) -> dict:
+                    cfg: DiffusionConfig, precision: str = "auto") -> dict:
     """The training objective of `model` on `data` under fixed noise, averaged over the molecules.
 
-    The noise comes from one generator seeded `seed` and drawn batch after batch, so two checkpoints
-    (or two points of one run) see the same noise and their numbers compare; keep `batch_size` and
-    `seed` at their defaults to compare with the val_* columns of a training log.
+    The noise comes from one generator seeded VAL_SEED and drawn batch after batch, so two
+    checkpoints (or two points of one run) see the same noise and their numbers compare: this is
+    the val_* columns of a training log and `unigem evaluate --loss`.
     """
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
+    generator = torch.Generator().manual_seed(VAL_SEED)
     totals = {"val_loss": 0.0, "val_coord": 0.0, "val_prop_mae_norm": 0.0, "val_type_accuracy": 0.0}
-    for start in range(0, len(data), batch_size):
-        rows = np.arange(start, min(start + batch_size, len(data)))
+    for start in range(0, len(data), VAL_BATCH):
+        rows = np.arange(start, min(start + VAL_BATCH, len(data)))
         batch = collate(data, rows).to(device)
         with autocast(device, precision):
             terms = two_phase_loss(model, batch, schedule, normalizer, cfg, generator)
@@ -209,10 +213,10 @@ def validation_loss(model: nn.Module, data: QM9Arrays, schedule: NoiseSchedule, 
     return {k: v / max(len(data), 1) for k, v in totals.items()}
 
 
-def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule, device: torch.device, batch_size: int = 128) -> dict:
+def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule) -> dict:
     """The EMA model's validation_loss, in the run's precision: the val_* columns of the log."""
-    return validation_loss(state.ema.model, data, schedule, state.normalizer, state.config.diffusion, device,
-                           state.config.train.precision, batch_size)
+    return validation_loss(state.ema.model, data, schedule, state.normalizer, state.config.diffusion,
+                           state.config.train.precision)
 
 
 class StopRequest:
@@ -316,7 +320,7 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
                     row = {**{k: metrics.get(k) for k in LOG_FIELDS}, "step": state.step, "epoch": state.epoch,
                            "molecules_per_s": round(rate, 1), "elapsed_s": round(state.elapsed_s, 1)}
                     if tc.val_every and state.step % tc.val_every == 0:
-                        row.update(validate(state, valid, schedule, device))
+                        row.update(validate(state, valid, schedule))
                     with open(log_path, "a", newline="") as f:
                         csv.DictWriter(f, LOG_FIELDS).writerow(row)
                     bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")

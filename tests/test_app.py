@@ -225,6 +225,8 @@ def test_model_page_with_card(monkeypatch, tmp_path):
                        "100": {"atom_stability": 0.9, "molecule_stability": 0.4, "validity": 0.8}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
         "training": {"hardware": "1x H100", "seconds": 7200},
+        "validation_curve": [{"step": 2000 * e, "epoch": e, "val_loss": 0.3 - 0.01 * e, "val_prop_mae_norm": 0.06}
+                             for e in range(1, 4)],
         "validation_loss": {"validation_loss": {"loss": 0.2215, "coord": 0.197, "prop_mae_norm": 0.0489,
                                                 "type_accuracy": 1.0},
                             "n_loss_molecules": 1024, "loss_precision": "fp32",
@@ -234,7 +236,7 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     path.write_text(json.dumps(card))
     monkeypatch.setenv("UNIGEM_MODEL_CARD", str(path))
     at = start("views/model.py")
-    assert not at.info and len(at.get("plotly_chart")) == 1
+    assert not at.info and len(at.get("plotly_chart")) == 2  # the training and the validation curve
 
     generation = at.dataframe[0].value
     assert generation["model"].tolist()[:2] == ["this model · 1000 steps, 1000 molecules", "this model · 100 steps"]

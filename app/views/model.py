@@ -7,6 +7,8 @@ Card schema (every key optional; missing parts are skipped with a note):
                                novelty, n_molecules, seconds, device, command}, ...}
   properties      {"mae": {key: value in reporting units}, "command": str, "split": str, "n_molecules": int}
   training        {"hardware": ..., "seconds" or "hours": ..., ...} (shown as given)
+  validation_curve  [{"step", "epoch", "val_loss", "val_coord", "val_prop_mae_norm", ...}, ...] (the log's rows)
+  validation_loss   output of `unigem evaluate --n 0 --loss`: {"validation_loss": {loss, coord, ...}, "command", ...}
 """
 from __future__ import annotations
 
@@ -52,6 +54,24 @@ def curve_figure(curve: list[dict]) -> go.Figure:
     fig.update_xaxes(title_text=x or "checkpoint")
     fig.update_yaxes(title_text="% of generated molecules / atoms", range=[0, 100], secondary_y=False)
     fig.update_yaxes(title_text="loss", secondary_y=True, showgrid=False)
+    return fig
+
+
+def validation_figure(rows: list[dict]) -> go.Figure:
+    """Validation loss (left axis) and its property term (right axis), both log scale, against the step."""
+    frame = pd.DataFrame(rows)
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    if "val_loss" in frame:
+        fig.add_trace(go.Scatter(x=frame["step"], y=frame["val_loss"], name="validation loss", mode="lines+markers"),
+                      secondary_y=False)
+    if "val_prop_mae_norm" in frame:
+        fig.add_trace(go.Scatter(x=frame["step"], y=frame["val_prop_mae_norm"], name="property term (normalised MAE)",
+                                 mode="lines", line={"color": "#8a949c", "dash": "dot"}), secondary_y=True)
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    fig.update_xaxes(title_text="step")
+    # Log axes: the first epochs' drop would otherwise flatten the slow late gains a reader weighs
+    fig.update_yaxes(title_text="loss (log)", type="log", tickformat=".2g", secondary_y=False)
+    fig.update_yaxes(title_text="normalised MAE (log)", type="log", tickformat=".2g", secondary_y=True, showgrid=False)
     return fig
 
 
@@ -156,6 +176,12 @@ def render() -> None:
         st.plotly_chart(curve_figure(card["training_curve"]), width="stretch", key="model_curve")
     else:
         st.caption("The card holds no training curve.")
+    validation_rows = [r for r in card.get("validation_curve") or [] if r.get("step") is not None]
+    if validation_rows:
+        st.plotly_chart(validation_figure(validation_rows), width="stretch", key="model_validation_curve")
+        st.caption("Validation loss of the EMA weights on 1,024 validation molecules under fixed noise, from the "
+                   "training log; lower is better. Compare points measured in one precision (the log's runs used "
+                   "bf16 or fp32, as their hardware computed).")
 
     st.subheader("Generation quality")
     generation = card.get("generation") or {}

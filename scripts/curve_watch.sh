@@ -15,7 +15,10 @@ while true; do
     [ -e "$snap" ] || continue
     out="checkpoints/eval/curve_$(basename "$snap" .pt).json"
     [ -s "$out" ] && continue
-    unigem evaluate --checkpoint "$snap" --n "$N" --steps 100 --no-novelty --json > "$out.tmp" && mv "$out.tmp" "$out" || { rm -f "$out.tmp"; failed=1; }
+    # --spacing 1: the even stride every point of the curve has been measured with (epochs 1-69 before
+    # the sampler's default became 3), so the curve's points stay comparable
+    unigem evaluate --checkpoint "$snap" --n "$N" --steps 100 --spacing 1 --no-novelty --json > "$out.tmp" \
+      && mv "$out.tmp" "$out" || { rm -f "$out.tmp"; failed=1; }
   done
   [ "$ONCE" = --once ] && exit "$failed"
   sleep 60

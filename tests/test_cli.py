@@ -42,6 +42,18 @@ def test_sample_same_seed_same_molecule(tmp_path):
     assert abs(one.positions - three.positions).max() < 1e-3
 
 
+def test_sample_spacing_reaches_the_sampler(tmp_path):
+    """--spacing 1 (the even stride) and the default walk different paths from the same noise."""
+    paths = {}
+    for spacing in ("1", "3"):
+        out = tmp_path / f"s{spacing}.xyz"
+        assert main(["sample", "--n", "1", "--steps", "12", "--seed", "2", "--precision", "fp32", "--spacing", spacing,
+                     "--out", str(out)]) == 0
+        paths[spacing] = out.read_text()
+    assert paths["1"] != paths["3"]
+    assert main(["sample", "--n", "1", "--steps", "12", "--spacing", "0", "--out", str(tmp_path / "x.xyz")]) == 2
+
+
 def test_generate_in_two_processes_gives_the_same_molecules():
     """Batches shared out over two spawned workers: the same molecules, in seed order, with progress to the end."""
     from unigem_core import api
@@ -79,7 +91,7 @@ def test_evaluate_json_contract(capsys):
     for key in ("atom_stability", "molecule_stability", "validity", "uniqueness"):
         assert 0.0 <= result[key] <= 1.0
     assert set(result["mae"]) == {p.key for p in PROPERTIES}
-    assert result["command"].startswith("unigem evaluate")
+    assert result["command"].startswith("unigem evaluate") and result["spacing"] == 3.0
 
 
 def test_evaluate_loss_alone(capsys):

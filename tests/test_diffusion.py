@@ -96,13 +96,26 @@ def test_padding_does_not_enter_the_loss():
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
 
 
-def test_strided_timesteps_keep_growth_phase():
-    ts = timesteps(1000, 10, 50)
+@pytest.mark.parametrize("spacing", [1.0, 3.0])
+def test_strided_timesteps_keep_growth_phase(spacing):
+    ts = timesteps(1000, 10, 50, spacing)
     assert ts[0] == 1000 and ts[-1] == 0 and 10 in ts
     assert all(a > b for a, b in zip(ts, ts[1:]))
     assert len(ts) - 1 == 50
     assert sum(t <= 10 for t in ts) >= 3
-    assert timesteps(1000, 10, None) == list(range(1000, -1, -1))
+    assert timesteps(1000, 10, None, spacing) == list(range(1000, -1, -1))
+    for steps in (2, 3, 7, 20, 99, 100, 250, 500, 900, 999):  # exactly the network calls asked for
+        ts = timesteps(1000, 10, steps, spacing)
+        assert len(ts) - 1 == steps and len(set(ts)) == len(ts) and ts[0] == 1000 and ts[-1] == 0, steps
+
+
+def test_step_spacing_puts_more_steps_at_low_noise():
+    even, dense = timesteps(1000, 10, 100, 1.0), timesteps(1000, 10, 100, 3.0)
+    assert [t for t in even if t > 10][:4] == [1000, 989, 978, 967]  # spacing 1: the even stride of 11
+    assert [t for t in even if t <= 10] == [t for t in dense if t <= 10] == list(range(10, -1, -1))
+    assert sum(10 < t <= 100 for t in dense) > 2 * sum(10 < t <= 100 for t in even)
+    with pytest.raises(ValueError, match="spacing must be positive"):
+        timesteps(1000, 10, 100, 0.0)
 
 
 def test_sampler_seed_gives_same_molecule_in_any_batch(tiny_config):

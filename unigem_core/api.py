@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from unigem_core.config import UniGEMConfig
-from unigem_core.constants import ELEMENTS, MAX_ATOMS, PROPERTIES
+from unigem_core.constants import ELEMENTS, MAX_ATOMS, PROPERTIES, STEP_SPACING
 from unigem_core.data.normalizer import PropertyNormalizer
 from unigem_core.diffusion.sampler import SamplerOptions, sample
 from unigem_core.diffusion.schedule import NoiseSchedule
@@ -138,7 +138,7 @@ def draw_atom_count(probs: np.ndarray, seed: int) -> int:
 def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | None = None, seed: int = 0,
              record_trajectory: bool = False, batch_size: int = 64, precision: str = "auto",
              on_progress: Callable[[int, int], None] | None = None, processes: int = 1,
-             compile: bool = False) -> list[GeneratedMolecule]:
+             compile: bool = False, spacing: float = STEP_SPACING) -> list[GeneratedMolecule]:
     """Sample n molecules with seeds seed..seed+n-1, type them, predict their properties and check them.
 
     on_progress(done, total) counts network calls over all batches. `processes` > 1 (CPU only) shares
@@ -147,6 +147,7 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
     Molecule k is the same whichever process or batch samples it (up to float rounding).
     `compile` runs the network through torch.compile (`sampler.compiled`): worth it for long runs
     (many steps), as each new batch shape costs about a minute of compiling on CPU first.
+    `spacing` spreads fewer than T steps over the nucleation phase (`sampler.timesteps`).
     """
     if n < 1:
         raise ValueError("the number of molecules must be at least 1")
@@ -159,7 +160,8 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
     order = sorted(range(n), key=lambda k: counts[k])  # similar sizes share a batch: less padding
     chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     jobs = [([counts[k] for k in chunk], [seeds[k] for k in chunk]) for chunk in chunks]
-    options = SamplerOptions(steps=steps, record_trajectory=record_trajectory, precision=precision, compile=compile)
+    options = SamplerOptions(steps=steps, spacing=spacing, record_trajectory=record_trajectory, precision=precision,
+                             compile=compile)
     progress = _ChunkProgress(len(jobs), on_progress)
     if processes > 1 and engine.device.type == "cpu" and len(jobs) > 1:
         outputs = _generate_in_processes(engine, jobs, options, min(processes, len(jobs)), progress)
@@ -308,17 +310,20 @@ def predictions_table(predictions: list[Prediction]) -> list[dict]:
 
 def evaluate_generation(engine: Engine, n: int = 1000, steps: int | None = None, seed: int = 0, batch_size: int = 100,
                         novelty: bool = True, on_progress: Callable[[int, int], None] | None = None,
-                        processes: int = 1, compile: bool = False, precision: str = "auto") -> dict:
+                        processes: int = 1, compile: bool = False, precision: str = "auto",
+                        spacing: float = STEP_SPACING) -> dict:
     """Stability, validity, uniqueness and novelty of n generated molecules (spec 8)."""
     from unigem_core.metrics import generation_metrics, training_smiles
 
     start = time.perf_counter()
     mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes,
-                    compile=compile, precision=precision)
+                    compile=compile, precision=precision, spacing=spacing)
     elapsed = time.perf_counter() - start
     metrics = generation_metrics([g.molecule for g in mols], training_smiles() if novelty else None)
     metrics.update(steps=steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device),
                    precision=resolve_precision(precision, engine.device))
+    if steps is not None and steps < engine.num_steps:
+        metrics["spacing"] = spacing
     return metrics
 
 

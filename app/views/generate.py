@@ -40,8 +40,9 @@ def _settings_form(engine_steps: int) -> dict:
                 st.session_state["gen_steps"] = min(options, key=lambda s: abs(s - DEFAULT_STEPS))
             steps = st.radio("Sampling steps", options, format_func=lambda s: _steps_label(s, engine_steps),
                              key="gen_steps",
-                             help="The paper samples with all steps. Previews take fewer, larger steps (most of "
-                                  "them in nucleation): much faster, somewhat less accurate.")
+                             help="The paper samples with all steps. Previews take fewer, larger steps, packed "
+                                  "towards the low-noise end where the bonds settle: much faster, a little less "
+                                  "accurate (the model card measures both).")
         with middle:
             mode = st.radio("Atoms per molecule", (ATOMS_FROM_DATA, ATOMS_FIXED), key="gen_atoms_mode",
                             help="By default each molecule draws its atom count (hydrogens included) from QM9.")

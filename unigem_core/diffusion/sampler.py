@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from unigem_core.constants import STEP_SPACING
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import batch_noise, remove_mean
 from unigem_core.molecule import Frame, Trajectory
@@ -24,6 +25,7 @@ FrameCallback = Callable[[int, torch.Tensor, torch.Tensor | None], None]  # (t, 
 @dataclass(frozen=True)
 class SamplerOptions:
     steps: int | None = None  # network calls before the final t = 0 call; None = all T (ancestral over every t)
+    spacing: float = STEP_SPACING  # with fewer than T steps: 1 = even stride, more = denser at low noise (`timesteps`)
     record_trajectory: bool = False  # keep frames for the trajectory player
     nucleation_frames: int = 100  # frames kept from the nucleation phase; every growth-phase step is kept
     precision: str = "auto"  # the network's dense work: "bf16", "fp32" or "auto" (bf16 where native; unigem_core.precision)
@@ -38,16 +40,40 @@ class SampleResult:
     trajectories: list[Trajectory] | None
 
 
-def timesteps(num_steps: int, t_n: int, steps: int | None = None) -> list[int]:
-    """Descending t from T to 0. All of them, or `steps` transitions with a share kept for the growth phase."""
+def timesteps(num_steps: int, t_n: int, steps: int | None = None, spacing: float = STEP_SPACING) -> list[int]:
+    """Descending t from T to 0: all of them, or exactly `steps` transitions.
+
+    A tenth of the transitions (at most t_n) cover the growth phase evenly; the nucleation phase's
+    fall from T to t_n at t = t_n + (T - t_n) u^spacing for u evenly from 1 to 0. spacing 1 is the
+    even stride; larger values give the low-noise end, where a step settles bond lengths to
+    hundredths of an Angstrom, more of the steps (as EDM-style samplers do for images).
+    """
     if steps is None or steps >= num_steps:
         return list(range(num_steps, -1, -1))
+    if spacing <= 0:
+        raise ValueError(f"the step spacing must be positive, not {spacing}")
     steps = max(steps, 2)
-    n_growth = min(t_n, max(1, steps // 10))  # growth steps: where types and properties are decided
-    growth = np.linspace(t_n, 0, n_growth + 1)
-    nucleation = np.linspace(num_steps, t_n, steps - n_growth + 1)
-    ts = np.unique(np.round(np.concatenate([nucleation, growth])).astype(int))[::-1]
-    return [int(t) for t in ts]
+    n_growth = min(t_n, max(1, steps // 10))
+    growth = _distinct(np.linspace(0, t_n, n_growth + 1), 0, t_n)
+    nucleation = _distinct(t_n + (num_steps - t_n) * np.linspace(0, 1, steps - n_growth + 1) ** spacing, t_n, num_steps)
+    return sorted(set(growth) | set(nucleation), reverse=True)
+
+
+def _distinct(values: np.ndarray, low: int, high: int) -> list[int]:
+    """Ascending `values` from low to high, rounded to as many distinct integers (both ends kept).
+
+    Where rounding would merge neighbours (the dense end of a spacing > 1), they are pushed one
+    step apart, so the sampler makes exactly the number of network calls it was asked for.
+    """
+    if len(values) > high - low + 1:
+        return list(range(low, high + 1))
+    out = np.round(values).astype(int)
+    out[0], out[-1] = low, high
+    for i in range(1, len(out)):
+        out[i] = max(out[i], out[i - 1] + 1)
+    for i in range(len(out) - 2, -1, -1):
+        out[i] = min(out[i], out[i + 1] - 1)
+    return [int(t) for t in out]
 
 
 class TrajectoryRecorder:
@@ -117,7 +143,7 @@ def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int],
     b, n_max = len(n_atoms), max(n_atoms)
     generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
     node_mask = (torch.arange(n_max).unsqueeze(0) < torch.tensor(n_atoms).unsqueeze(1)).to(device)  # [B, N]
-    ts = timesteps(schedule.num_steps, t_n, options.steps)
+    ts = timesteps(schedule.num_steps, t_n, options.steps, options.spacing)
     recorder = TrajectoryRecorder(ts, n_atoms, schedule, t_n, options.nucleation_frames) if options.record_trajectory else None
     callbacks = [cb for cb in (recorder, on_frame) if cb is not None]
     net = compiled(model) if options.compile else model

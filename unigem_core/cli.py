@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--properties", action="store_true", help="also the MAE of all twelve targets on a split")
     p.add_argument("--split", default="test", choices=["valid", "test"])
-    p.add_argument("--limit", type=int, default=None, help="property MAE (and --loss) on the first LIMIT molecules of the split only")
+    p.add_argument("--limit", type=int, default=None,
+                   help="property MAE (and --loss) on the first LIMIT molecules of their split only")
     p.add_argument("--loss", action="store_true",
                    help="also the training objective on the first 1,024 validation molecules under fixed noise "
                         "(the val_loss column of a training log, for comparing checkpoints); --n 0 skips generation")

@@ -53,7 +53,7 @@ def timesteps(num_steps: int, t_n: int, steps: int | None = None, spacing: float
     if spacing <= 0:
         raise ValueError(f"the step spacing must be positive, not {spacing}")
     steps = max(steps, 2)
-    n_growth = min(t_n, max(1, steps // 10))
+    n_growth = min(t_n, max(1, steps // 10))  # growth steps: where types and properties are decided
     growth = _distinct(np.linspace(0, t_n, n_growth + 1), 0, t_n)
     nucleation = _distinct(t_n + (num_steps - t_n) * np.linspace(0, 1, steps - n_growth + 1) ** spacing, t_n, num_steps)
     return sorted(set(growth) | set(nucleation), reverse=True)

@@ -44,9 +44,9 @@ def timesteps(num_steps: int, t_n: int, steps: int | None = None, spacing: float
     """Descending t from T to 0: all of them, or exactly `steps` transitions.
 
     A tenth of the transitions (at most t_n) cover the growth phase evenly; the nucleation phase's
-    fall from T to t_n at t = t_n + (T - t_n) u^spacing for u evenly from 1 to 0. spacing 1 is the
-    even stride; larger values give the low-noise end, where a step settles bond lengths to
-    hundredths of an Angstrom, more of the steps (as EDM-style samplers do for images).
+    steps fall from T to t_n at t = t_n + (T - t_n) u^spacing for u evenly from 1 to 0. spacing 1 is
+    the even stride; larger values give more of the steps to the low-noise end, where a step settles
+    bond lengths to hundredths of an Angstrom (as Karras et al. 2022 space theirs for images).
     """
     if steps is None or steps >= num_steps:
         return list(range(num_steps, -1, -1))

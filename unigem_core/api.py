@@ -342,14 +342,9 @@ def evaluate_loss(engine: Engine, limit: int | None = None, precision: str = "au
     molecules, 1,024 by default), so a shipped release and a campaign checkpoint compare directly;
     compare numbers of one precision only.
     """
-    from unigem_core.data.qm9 import load_split
-    from unigem_core.train.loop import validation_loss
+    from unigem_core.train.loop import validation_loss, validation_molecules
 
-    data = load_split("valid", progress=False)
-    n = engine.config.train.val_molecules if limit is None else limit
-    if n < 1:
-        raise ValueError(f"the validation loss needs at least 1 molecule, not {n}")
-    data = data.subset(np.arange(min(n, len(data))))
+    data = validation_molecules(engine.config.train.val_molecules if limit is None else limit)
     used = resolve_precision(precision, engine.device)
     terms = validation_loss(engine.model, data, engine.schedule, engine.normalizer, engine.config.diffusion, used)
     return {"validation_loss": {k.removeprefix("val_"): v for k, v in terms.items()},

@@ -179,9 +179,10 @@ def render() -> None:
     validation_rows = [r for r in card.get("validation_curve") or [] if r.get("step") is not None]
     if validation_rows:
         st.plotly_chart(validation_figure(validation_rows), width="stretch", key="model_validation_curve")
-        st.caption("Validation loss of the EMA weights on 1,024 validation molecules under fixed noise, from the "
-                   "training log; lower is better. Compare points measured in one precision (the log's runs used "
-                   "bf16 or fp32, as their hardware computed).")
+        n_val = ((card.get("config") or {}).get("train") or {}).get("val_molecules", 1024)
+        st.caption(f"Validation loss of the EMA weights on {n_val:,} validation molecules under fixed noise, from "
+                   "the training log; lower is better. Compare points measured in one precision (the log's runs "
+                   "used bf16 or fp32, as their hardware computed).")
 
     st.subheader("Generation quality")
     generation = card.get("generation") or {}

@@ -189,6 +189,14 @@ VAL_BATCH = 128  # molecules per validation pass; with VAL_SEED it fixes the noi
 VAL_SEED = 1234
 
 
+def validation_molecules(n: int) -> QM9Arrays:
+    """The first n molecules of the validation split: the fixed slice validation_loss is measured on."""
+    if n < 1:
+        raise ValueError(f"the validation loss needs at least 1 molecule, not {n}")
+    valid = load_split("valid", progress=False)
+    return valid.subset(np.arange(min(n, len(valid))))
+
+
 @torch.no_grad()
 def validation_loss(model: nn.Module, data: QM9Arrays, schedule: NoiseSchedule, normalizer: PropertyNormalizer,
                     cfg: DiffusionConfig, precision: str = "auto") -> dict:
@@ -276,8 +284,7 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     train = load_split("train", progress=rank == 0)
     if config.train.train_subset:
         train = train.subset(np.arange(config.train.train_subset))
-    valid = load_split("valid", progress=False)
-    valid = valid.subset(np.arange(min(config.train.val_molecules, len(valid))))
+    valid = validation_molecules(config.train.val_molecules)
     state = load_state(resume, device, overrides) if resume else new_state(config, train, device)
     tc = state.config.train
     if tc.cooldown_steps:  # a new cool-down starts at this step; training stops where the rate reaches 0

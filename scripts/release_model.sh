@@ -17,7 +17,10 @@ PROCESSES=${PROCESSES:-1}
 CAMPAIGN=${CAMPAIGN:-$RUN}
 . .venv/bin/activate
 mkdir -p checkpoints/eval
-unigem export "$RUN/last.pt" --out checkpoints/unigem.pt
+# the run's full state, or its inference file when only that was kept (a run carried between machines)
+source="$RUN/last.pt"
+[ -e "$source" ] || source="$RUN/inference.pt"
+unigem export "$source" --out checkpoints/unigem.pt
 cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
 rm -f checkpoints/model_card.json  # its checksum belongs to the previous weights
 cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv

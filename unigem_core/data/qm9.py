@@ -129,7 +129,8 @@ def load_qm9(data_dir: Path | None = None, progress: bool = True) -> QM9Arrays:
                 return QM9Arrays(**{f: cached[f] for f in QM9Arrays.__dataclass_fields__})
     arrays = build_arrays(folder, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    # one temporary file per writer: DDP ranks and sampling workers may build the cache at the same time
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
     np.savez(tmp, signature=signature, **{f: getattr(arrays, f) for f in QM9Arrays.__dataclass_fields__})
     os.replace(tmp, path)
     return arrays

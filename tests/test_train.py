@@ -113,6 +113,21 @@ def test_ddp_two_cpu_processes_stop_together_on_sigterm(tmp_path):
     assert ckpt["config"]["train"]["batch_size"] == 8  # the whole batch; each rank took 4
 
 
+def test_ddp_ranks_stop_together_at_the_end_of_the_time_budget(tmp_path):
+    """Each rank reads its own clock; the budget goes through the same vote as a signal, so both ranks
+    end at one step and rank 0 writes it. (The 27-minute run that ended with a gloo error had ranks whose
+    clocks crossed the budget at different steps; this short run does not reproduce that skew.)"""
+    run_dir = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "unigem_core.cli", "train", "--preset", "tiny", "--device", "cpu", "--processes", "2",
+           "--train-subset", "20000", "--batch-size", "8", "--val-every", "0", "--checkpoint-minutes", "100",
+           "--max-minutes", "0.15", "--run-dir", str(run_dir)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert done.returncode == 0 and len(printed) == 2, done.stderr[-2000:]
+    assert printed[0]["step"] == printed[1]["step"] > 0
+    assert load_checkpoint(run_dir / "last.pt")["step"] == printed[0]["step"]
+
+
 def test_resume_drops_the_time_budget_but_keeps_the_step_target(tmp_path):
     cpu = torch.device("cpu")
     fit(_config(max_steps=2, max_minutes=30.0), tmp_path / "a", cpu, progress=False)

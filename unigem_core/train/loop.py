@@ -255,11 +255,15 @@ class StopRequest:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
 
-    def agreed(self, world: int) -> bool:
-        """Whether to stop now; under DDP every rank must agree, or the others would wait forever."""
+    def agreed(self, world: int, also: bool = False) -> bool:
+        """Whether to stop now (a signal, or `also`: this rank's own reason, such as its time budget).
+
+        Under DDP every rank calls this at every step and all stop together when any one wants to;
+        a rank that left alone would leave the others waiting in their next collective.
+        """
         if world == 1:
-            return self.requested is not None
-        flag = torch.tensor([float(self.requested is not None)])
+            return self.requested is not None or also
+        flag = torch.tensor([float(self.requested is not None or also)])
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 
@@ -331,8 +335,9 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
                     with open(log_path, "a", newline="") as f:
                         csv.DictWriter(f, LOG_FIELDS).writerow(row)
                     bar.set_postfix(loss=f"{metrics['loss']:.3f}", mol_s=f"{rate:.0f}")
-                out_of_time = tc.max_minutes and (time.perf_counter() - start_wall) / 60 >= tc.max_minutes
-                done = state.step >= tc.max_steps or bool(out_of_time) or stop.agreed(world)
+                # each rank reads its own clock, so the time budget goes through the same vote as a signal
+                out_of_time = bool(tc.max_minutes) and (time.perf_counter() - start_wall) / 60 >= tc.max_minutes
+                done = stop.agreed(world, also=state.step >= tc.max_steps or out_of_time)
                 if rank == 0 and (done or time.perf_counter() - last_ckpt >= tc.checkpoint_minutes * 60):
                     save(state, run_dir)
                     last_ckpt = time.perf_counter()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -113,19 +114,53 @@ def test_ddp_two_cpu_processes_stop_together_on_sigterm(tmp_path):
     assert ckpt["config"]["train"]["batch_size"] == 8  # the whole batch; each rank took 4
 
 
-def test_ddp_ranks_stop_together_at_the_end_of_the_time_budget(tmp_path):
-    """Each rank reads its own clock; the budget goes through the same vote as a signal, so both ranks
-    end at one step and rank 0 writes it. (The 27-minute run that ended with a gloo error had ranks whose
-    clocks crossed the budget at different steps; this short run does not reproduce that skew.)"""
-    run_dir = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "unigem_core.cli", "train", "--preset", "tiny", "--device", "cpu", "--processes", "2",
-           "--train-subset", "20000", "--batch-size", "8", "--val-every", "0", "--checkpoint-minutes", "100",
-           "--max-minutes", "0.15", "--run-dir", str(run_dir)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert done.returncode == 0 and len(printed) == 2, done.stderr[-2000:]
-    assert printed[0]["step"] == printed[1]["step"] > 0
-    assert load_checkpoint(run_dir / "last.pt")["step"] == printed[0]["step"]
+_RANK_SCRIPT = """
+import datetime, json, sys
+import torch
+from unigem_core.config import preset
+from unigem_core.train.loop import fit
+rank, minutes, run_dir = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+torch.distributed.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+config = preset("tiny").with_train(train_subset=256, batch_size=16, val_every=0, log_every=1, precision="fp32",
+                                   checkpoint_minutes=100.0, max_minutes=minutes)
+state = fit(config, run_dir, torch.device("cpu"), progress=False)
+print(json.dumps({"rank": rank, "step": state.step}), flush=True)
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_ddp_ranks_stop_together_when_one_ranks_clock_runs_out_first(tmp_path):
+    """Each rank reads its own clock. Here rank 1's budget is 0.6 s and rank 0 has none, the extreme of the
+    skew that ended a 27-minute run with a gloo error and no final checkpoint: rank 1 left the loop alone
+    and rank 0 failed in its next collective. The budget goes through the ranks' stop vote, so both end at
+    one step and rank 0 writes it."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "rank.py"
+    script.write_text(_RANK_SCRIPT)
+    procs = []
+    for rank, minutes in ((0, 0.0), (1, 0.01)):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, str(script), str(rank), str(minutes), str(tmp_path / "run")],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outcomes = []
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                p.kill()
+            pytest.fail("a rank still runs after rank 1's budget ran out")
+        outcomes.append((proc.returncode, out, err))
+    for code, out, err in outcomes:
+        assert code == 0, err[-2000:]
+    steps = [json.loads(out.strip().splitlines()[-1])["step"] for _, out, _ in outcomes]
+    assert steps[0] == steps[1] > 0
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == steps[0]
 
 
 def test_resume_drops_the_time_budget_but_keeps_the_step_target(tmp_path):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from unigem_core.constants import PROPERTIES
-from unigem_core.metrics import to_smiles
+from unigem_core.metrics import ValenceProblem, to_smiles, valence_problems
 from unigem_core.molecule import GeneratedMolecule, Molecule, Record
 
 GENERATION = "generation_run"
@@ -47,11 +47,14 @@ class GenerationRun:
     seconds: float  # wall-clock time of the sampling
     device: str  # the device the engine ran on and its precision, e.g. "cpu, fp32"
     readable_smiles: list[str | None] = field(default_factory=list)  # heavy-atom SMILES, None if invalid
+    problems: list[list[ValenceProblem]] = field(default_factory=list)  # per molecule, its unstable atoms
 
     def __post_init__(self) -> None:
         if not self.readable_smiles:
             self.readable_smiles = [to_smiles(g.molecule.symbols, g.molecule.positions, keep_hydrogens=False)
                                     for g in self.molecules]
+        if not self.problems:
+            self.problems = [valence_problems(g.molecule.symbols, g.molecule.positions) for g in self.molecules]
 
     def label(self, i: int) -> str:
         """How molecule i is named in selectors and captions: "#3 · C7H10O2 · seed 2"."""
@@ -90,7 +93,8 @@ def generation_table(run: GenerationRun, indices: list[int] | None = None) -> pd
         stable_atoms = 0 if g.atom_stable is None else int(g.atom_stable.sum())
         row = {"#": i + 1, "seed": g.seed, "formula": g.molecule.formula, "atoms": g.molecule.n_atoms,
                "SMILES": run.readable_smiles[i] or "", "stable": g.stable, "valid": g.valid,
-               "stable atoms": f"{stable_atoms}/{g.molecule.n_atoms}"}
+               "stable atoms": f"{stable_atoms}/{g.molecule.n_atoms}",
+               "unstable atoms (valence)": " ".join(f"{p.label}({p.valence})" for p in run.problems[i])}
         row.update({p.column: (g.molecule.properties or {}).get(p.key) for p in PROPERTIES})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -107,6 +107,35 @@ def test_generate_with_fixed_atom_count_is_reproducible():
     assert abs(again.molecule.positions - first.molecule.positions).max() < 1e-5
 
 
+def test_gallery_names_and_rings_the_unstable_atoms():
+    """A run of two molecules, methane and methyl (CH3: its carbon has valence 3), shown by the gallery."""
+    import numpy as np
+
+    from app.state import GenerationRun
+    from unigem_core.metrics import check_molecule
+    from unigem_core.molecule import GeneratedMolecule, Molecule
+
+    tetrahedron = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
+    methane = np.vstack([[0, 0, 0], 1.09 * tetrahedron])
+    molecules = []
+    for seed, n in ((0, 5), (1, 4)):
+        symbols, positions = ("C", "H", "H", "H", "H")[:n], methane[:n]
+        check = check_molecule(symbols, positions)
+        molecules.append(GeneratedMolecule(seed=seed, molecule=Molecule(symbols, positions), atom_stable=check.atom_stable,
+                                           stable=check.stable, valid=check.valid, smiles=check.smiles))
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.session_state["generation_run"] = GenerationRun(molecules, {"n": 2, "steps": 50, "seed": 0}, 0.1, "cpu, fp32")
+    at.run()
+    assert not at.exception, at.exception
+
+    captions = [c.value for c in at.caption if "Unstable atoms" in c.value]
+    assert len(captions) == 1 and "C1 has valence 3 (C takes 4)" in captions[0]  # only the methyl card
+    views = iframes(at)
+    assert '"highlight":[]' in views[0] and '"highlight":[0]' in views[1]
+    table = at.dataframe[-1].value
+    assert table["unstable atoms (valence)"].tolist() == ["", "C1(3)"]
+
+
 def test_engine_is_shared_and_never_changed_by_sessions():
     import torch
 

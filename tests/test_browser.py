@@ -7,6 +7,7 @@ Playwright driver is missing (Debian: `apt-get install -y chromium`).
 """
 from __future__ import annotations
 
+import functools
 import io
 import time
 from pathlib import Path
@@ -101,3 +102,40 @@ def test_generate_draws_molecules_and_the_player_animates(app_url):
         assert frame.evaluate("window.playerState.frame") > 0, "the animation does not advance"
         assert not errors, errors
         browser.close()
+
+
+def orange_share(png: bytes) -> float:
+    """Share of pixels in the orange of the unstable-atom halo (viewer.HALO_COLOUR, blended over the scene)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16).reshape(-1, 3)  # [H*W, 3]
+    r, g, b = rgb.T
+    return float(((r > 180) & (g > 100) & (g < 215) & (r - b > 70)).mean())
+
+
+def test_unstable_atoms_wear_a_halo(app_url):
+    """The gallery rings an unstable atom (here the carbon of CH3) in orange; nothing else on the view is orange."""
+    from app.components.viewer import molecule_html
+
+    if not LOCAL_3DMOL.exists():
+        pytest.skip("no local 3Dmol.js (python app/setup_assets.py)")
+    tetrahedron = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1]]) / np.sqrt(3)
+    symbols, positions = ("C", "H", "H", "H"), np.vstack([[0, 0, 0], 1.09 * tetrahedron])
+    url = app_url + "viewer-check"  # answered below; relative script URLs resolve against the app
+    shares = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 420, "height": 340})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        for highlight in ((), (0,)):
+            html = molecule_html(symbols, positions, height=300, highlight=highlight)
+            page.route(url, functools.partial(lambda body, route: route.fulfill(body=body, content_type="text/html"), html))
+            page.goto(url)
+            canvas = page.locator("#viewer canvas")
+            canvas.wait_for(timeout=30_000)
+            wait_for_drawing(canvas)
+            time.sleep(0.5)  # the halo is drawn with the first frame, but give WebGL a beat
+            shares[highlight] = orange_share(canvas.screenshot())
+            page.unroute(url)
+        browser.close()
+    assert not errors, errors
+    assert shares[()] < 0.0002 and shares[(0,)] > 0.001, shares  # the halo covers about 0.25 % of this view

@@ -16,6 +16,7 @@ from unigem_core.metrics import (
     is_stable,
     reference_molecules,
     to_smiles,
+    valence_problems,
 )
 from unigem_core.metrics import reference
 from unigem_core.molecule import Molecule
@@ -149,6 +150,22 @@ def test_overbonded_carbon_is_unstable_and_invalid():
     m = pentavalent_carbon()
     assert atom_stability(m.symbols, m.positions).tolist() == [False] + [True] * 5
     assert to_smiles(m.symbols, m.positions) is None
+
+
+def test_valence_problems_name_each_unstable_atom_and_why():
+    assert valence_problems(methane().symbols, methane().positions) == []
+    [under] = valence_problems(methyl().symbols, methyl().positions)
+    assert (under.index, under.symbol, under.valence, under.allowed) == (0, "C", 3, (4,))
+    assert under.label == "C1" and str(under) == "C1 has valence 3 (C takes 4)"
+    ch5 = pentavalent_carbon()
+    assert [str(p) for p in valence_problems(ch5.symbols, ch5.positions)] == ["C1 has valence 5 (C takes 4)"]
+    # an element outside the valence table is never stable, and says so
+    symbols, positions = ("O", "H", "H", "Xe"), np.vstack([water().positions, [[4.0, 0.0, 0.0]]])
+    [odd] = valence_problems(symbols, positions)
+    assert odd.index == 3 and str(odd) == "Xe4 has valence 0 (no allowed valence is tabulated for Xe)"
+    # the same atoms as atom_stability flags, in atom order
+    assert [p.index for p in valence_problems(symbols, positions)] == np.flatnonzero(
+        ~atom_stability(symbols, positions)).tolist()
 
 
 def test_disconnected_molecule_is_valid_and_reports_its_largest_fragment():

@@ -1,8 +1,9 @@
 """The gallery of generated molecules: summary, downloads, one card per molecule and a full table.
 
-Each card holds a 3D view, formula, SMILES (heavy-atom form), stability/validity badges and the
-twelve predicted properties. Cards are paged (GALLERY_PAGE molecules at a time) because every 3D
-view is a WebGL context and browsers allow only about sixteen per page.
+Each card holds a 3D view, formula, SMILES (heavy-atom form), stability/validity badges (an unstable
+molecule's offending atoms are named and wear a halo in the view) and the twelve predicted
+properties. Cards are paged (GALLERY_PAGE molecules at a time) because every 3D view is a WebGL
+context and browsers allow only about sixteen per page.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from app.components.viewer import extent, focus_atoms, show_molecule
 from app.state import PROPERTY_FORMATS, GenerationRun, generation_table, named_molecules, property_rows, to_csv
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
+from unigem_core.metrics import ValenceProblem
 
 GALLERY_PAGE = 9  # cards per gallery page (3 rows of 3)
 COLUMNS = 3
@@ -54,12 +56,26 @@ def _badges(run: GenerationRun, i: int) -> str:
     return f"{stable} {valid} :gray-badge[{n_ok}/{g.molecule.n_atoms} atoms stable]"
 
 
+def _valence_caption(problems: list[ValenceProblem], most: int = 4) -> None:
+    """Which atoms make the molecule unstable, and why; they wear an orange halo in the view."""
+    shown = "; ".join(str(p) for p in problems[:most])
+    more = f"; {len(problems) - most} more" if len(problems) > most else ""
+    st.caption(f":orange[Unstable atoms (orange halo):] {shown}{more}.",
+               help="Bond orders come from interatomic distances (the paper's bond-length table; no formal "
+                    "charges), and an atom is stable when their sum is an allowed valence of its element. "
+                    "Hover over an atom in the view to see its label.")
+
+
 def _card(run: GenerationRun, i: int) -> None:
     g = run.molecules[i]
     with st.container(border=True):
         st.markdown(f"**#{i + 1} · {g.molecule.formula}** · {g.molecule.n_atoms} atoms · seed {g.seed}")
-        show_molecule(g.molecule.symbols, g.molecule.positions, height=250, title=f"Molecule {run.label(i)}")
+        problems = run.problems[i]
+        show_molecule(g.molecule.symbols, g.molecule.positions, height=250, title=f"Molecule {run.label(i)}",
+                      highlight=[p.index for p in problems])
         st.markdown(_badges(run, i))
+        if problems:
+            _valence_caption(problems)
         focus = focus_atoms(g.molecule.positions)
         if focus is not None:
             st.caption(f":orange[Atoms are scattered over {extent(g.molecule.positions):,.0f} Å]; the view frames "

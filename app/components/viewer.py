@@ -25,6 +25,7 @@ CDN_URL = f"https://cdn.jsdelivr.net/npm/3dmol@{THREEDMOL_VERSION}/build/3Dmol-m
 # from the light grey of atoms that have no type yet (nucleation phase of the trajectory player).
 ELEMENT_COLOURS = {"H": "#f4f4f4", "C": "#4a4a4a", "N": "#2f5fe0", "O": "#e0251b", "F": "#5cc44a"}
 UNTYPED_COLOUR = "#b9bec4"
+HALO_COLOUR = "#ff8c00"  # the halo around an atom whose valence is not allowed (gallery)
 BACKGROUND = "#ffffff"
 
 
@@ -122,10 +123,14 @@ def page_html(script: str, height: int, body: str = "", css: str = "") -> str:
     return _PAGE.format(background=BACKGROUND, height=height, css=css, body=body, loader=_LOADER_JS, script=script)
 
 
-def molecule_html(symbols: Sequence[str], positions: np.ndarray, height: int = 300, spin: bool = False) -> str:
-    """HTML that draws one molecule as balls and sticks; bonds are perceived by 3Dmol.js from distances."""
+def molecule_html(symbols: Sequence[str], positions: np.ndarray, height: int = 300, spin: bool = False,
+                  highlight: Sequence[int] = ()) -> str:
+    """HTML that draws one molecule as balls and sticks; bonds are perceived by 3Dmol.js from distances.
+
+    `highlight`: 0-based indices of atoms to ring with a translucent halo (the gallery's unstable atoms).
+    """
     data = {"xyz": xyz_block(symbols, positions), "colours": ELEMENT_COLOURS, "spin": spin,
-            "focus": focus_atoms(positions)}
+            "focus": focus_atoms(positions), "highlight": [int(i) for i in highlight], "halo": HALO_COLOUR}
     script = f"""
 var DATA = {to_json(data)};
 load3Dmol({to_json(script_sources())}, function () {{
@@ -134,6 +139,11 @@ load3Dmol({to_json(script_sources())}, function () {{
   if (!viewer) {{ showMessage('This browser cannot draw 3D (WebGL is unavailable).'); return; }}
   viewer.addModel(DATA.xyz, 'xyz');
   viewer.setStyle({{}}, elementStyle(DATA.colours, 0.14, 0.28));
+  if (DATA.highlight.length) {{
+    viewer.getModel().selectedAtoms({{index: DATA.highlight}}).forEach(function (a) {{
+      viewer.addSphere({{center: {{x: a.x, y: a.y, z: a.z}}, radius: 0.8, color: DATA.halo, opacity: 0.7}});
+    }});
+  }}
   hoverLabels(viewer);
   viewer.zoomTo(DATA.focus ? {{index: DATA.focus}} : {{}});
   viewer.zoom(DATA.focus && DATA.focus.length < 3 ? 0.3 : 0.9);
@@ -145,7 +155,8 @@ load3Dmol({to_json(script_sources())}, function () {{
     return page_html(script, height)
 
 
-def show_molecule(symbols: Sequence[str], positions: np.ndarray, height: int = 300, title: str = "") -> None:
-    """Draw a molecule in the page (an `st.iframe`)."""
-    st.iframe(molecule_html(symbols, positions, height), height=height + 4,
+def show_molecule(symbols: Sequence[str], positions: np.ndarray, height: int = 300, title: str = "",
+                  highlight: Sequence[int] = ()) -> None:
+    """Draw a molecule in the page (an `st.iframe`), with halos around the `highlight` atoms."""
+    st.iframe(molecule_html(symbols, positions, height, highlight=highlight), height=height + 4,
               alt=title or "3D view of the molecule")

@@ -8,11 +8,12 @@ from unigem_core.metrics.rdkit_metrics import (
     to_smiles,
 )
 from unigem_core.metrics.reference import reference_molecules, training_smiles
-from unigem_core.metrics.stability import ALLOWED_VALENCES, atom_stability, is_stable
+from unigem_core.metrics.stability import ALLOWED_VALENCES, ValenceProblem, atom_stability, is_stable, valence_problems
 
 __all__ = [
     "ALLOWED_VALENCES",
     "MoleculeCheck",
+    "ValenceProblem",
     "atom_stability",
     "bond_order",
     "bond_order_matrix",
@@ -23,4 +24,5 @@ __all__ = [
     "reference_molecules",
     "to_smiles",
     "training_smiles",
+    "valence_problems",
 ]

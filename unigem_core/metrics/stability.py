@@ -7,6 +7,7 @@ This check uses the bond table only, never RDKit (spec 11 item 10).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,3 +38,31 @@ def atom_stability(symbols: Sequence[str], positions: np.ndarray) -> np.ndarray:
 def is_stable(symbols: Sequence[str], positions: np.ndarray) -> bool:
     """Molecule stability (spec 8.2): every atom is stable."""
     return bool(atom_stability(symbols, positions).all())
+
+
+@dataclass(frozen=True)
+class ValenceProblem:
+    """One unstable atom: its bond-order sum is not an allowed valence of its element."""
+
+    index: int  # 0-based position in the molecule; shown 1-based, as the viewer's hover labels are
+    symbol: str
+    valence: int  # sum of the bond orders that the distance rule gives this atom
+    allowed: tuple[int, ...]  # the element's allowed valences; empty for an element without an entry
+
+    @property
+    def label(self) -> str:
+        """The atom as the viewer labels it: element and 1-based position, e.g. "C5"."""
+        return f"{self.symbol}{self.index + 1}"
+
+    def __str__(self) -> str:
+        """E.g. "C5 has valence 3 (C takes 4)"."""
+        if not self.allowed:
+            return f"{self.label} has valence {self.valence} (no allowed valence is tabulated for {self.symbol})"
+        return f"{self.label} has valence {self.valence} ({self.symbol} takes {' or '.join(map(str, self.allowed))})"
+
+def valence_problems(symbols: Sequence[str], positions: np.ndarray) -> list[ValenceProblem]:
+    """The unstable atoms of a molecule and why, in atom order; empty for a stable molecule."""
+    orders = bond_order_matrix(symbols, positions)  # [n, n]
+    valence = orders.sum(axis=1)  # [n]
+    unstable = np.flatnonzero(~stability_from_orders(symbols, orders))
+    return [ValenceProblem(int(i), symbols[i], int(valence[i]), ALLOWED_VALENCES.get(symbols[i], ())) for i in unstable]

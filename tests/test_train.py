@@ -19,7 +19,7 @@ from unigem_core.data.collate import collate
 from unigem_core.data.qm9 import load_split
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.train.card import build_card
-from unigem_core.train.checkpoint import load_checkpoint
+from unigem_core.train.checkpoint import CheckpointError, inference_state, load_checkpoint
 from unigem_core.train.ema import EMA
 from unigem_core.train.loop import fit, new_state, train_step, validate
 
@@ -204,3 +204,38 @@ def test_cooldown_decays_the_rate_to_zero_stops_and_resumes_exactly(tmp_path):
     training = card["training"]
     assert training["steps"] == 6 and "falls linearly to 0 from step 2 to step 6" in training["learning_rate"]
     assert training["resume_state"].startswith(f"{start}: step 2,") and f"--resume {start} " in training["resume_command"]
+
+
+def test_slow_ema_starts_from_the_first_resumes_exactly_and_exports(tmp_path, capsys):
+    """--slow-ema-decay switched on at a resume: a second EMA that starts as the first, resumes exactly, exports."""
+    from unigem_core.cli import main
+
+    cpu = torch.device("cpu")
+    fit(_config(max_steps=2), tmp_path / "base", cpu, progress=False)  # a campaign without one
+    start = tmp_path / "base" / "last.pt"
+    same = fit(_config(), tmp_path / "same", cpu, resume=start,
+               overrides={"max_steps": 4, "slow_ema_decay": _config().train.ema_decay}, progress=False)
+    for a, b in zip(same.ema.model.parameters(), same.slow_ema.model.parameters()):
+        assert torch.equal(a, b)  # the same decay from the same start is the same average
+
+    slow = {"slow_ema_decay": 0.999}
+    straight = fit(_config(), tmp_path / "a", cpu, resume=start, overrides={"max_steps": 5, **slow}, progress=False)
+    fit(_config(), tmp_path / "b", cpu, resume=start, overrides={"max_steps": 3, **slow}, progress=False)
+    resumed = fit(_config(), tmp_path / "b", cpu, resume=tmp_path / "b" / "last.pt", overrides={"max_steps": 5},
+                  progress=False)
+    assert resumed.config.train.slow_ema_decay == 0.999  # the checkpoint's config keeps it
+    for (name, a), (_, b) in zip(straight.slow_ema.model.state_dict().items(),
+                                 resumed.slow_ema.model.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not all(torch.equal(a, b) for a, b in zip(straight.ema.model.parameters(),
+                                                     straight.slow_ema.model.parameters()))
+
+    out = tmp_path / "slow.pt"
+    assert main(["export", str(tmp_path / "a" / "last.pt"), "--slow-ema", "--out", str(out)]) == 0
+    exported, ckpt = load_checkpoint(out), load_checkpoint(tmp_path / "a" / "last.pt")
+    assert exported["weights"] == "slow_ema" and exported["step"] == 5
+    assert all(torch.equal(exported["model"][k], v) for k, v in ckpt["slow_ema"].items())
+    with pytest.raises(CheckpointError, match="holds no 'slow_ema' weights"):
+        inference_state(load_checkpoint(start), "slow_ema")
+    assert main(["export", str(start), "--slow-ema", "--out", str(out)]) != 0
+    assert "holds no 'slow_ema' weights" in capsys.readouterr().err

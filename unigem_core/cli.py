@@ -97,6 +97,7 @@ def cmd_train(args) -> int:
                                    "cooldown_steps": args.cooldown_steps,
                                    "batch_size": args.batch_size, "micro_batch": args.micro_batch, "precision": args.precision,
                                    "checkpoint_minutes": args.checkpoint_minutes, "ema_decay": args.ema_decay,
+                                   "slow_ema_decay": args.slow_ema_decay,
                                    "train_subset": args.train_subset, "val_every": args.val_every}.items() if v is not None}
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,10 +117,15 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from unigem_core.train.checkpoint import atomic_save, inference_state, load_checkpoint
+    from unigem_core.train.checkpoint import CheckpointError, atomic_save, inference_state, load_checkpoint
 
     state = load_checkpoint(args.source)
-    out = inference_state(state) if state["format"].startswith("unigem-training") else state
+    if state["format"].startswith("unigem-training"):
+        out = inference_state(state, "slow_ema" if args.slow_ema else "ema")
+    elif args.slow_ema:
+        raise CheckpointError(f"{args.source} is an inference file: --slow-ema needs a training checkpoint")
+    else:
+        out = state
     atomic_save(out, args.out)
     print(f"wrote {args.out} (step {out.get('step')})")
     return 0
@@ -256,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cooldown-steps", type=int, help="from the resumed step, let the learning rate fall linearly to 0 "
                    "over this many steps, then stop (a release branch; resume the campaign from the state before it)")
     p.add_argument("--ema-decay", type=float)
+    p.add_argument("--slow-ema-decay", type=float, help="keep a second, slower EMA of the weights too (0: none), "
+                   "e.g. the published 0.9999; `unigem export --slow-ema` exports it")
     _add_precision_arg(p, "dense work")
     p.add_argument("--train-subset", type=int, help="train on the first K training molecules only")
     p.add_argument("--val-every", type=int)
@@ -268,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="make an inference file from a training checkpoint")
     p.add_argument("source", type=Path)
     p.add_argument("--out", type=Path, default=Path("checkpoints/unigem.pt"))
+    p.add_argument("--slow-ema", action="store_true", help="export the slower EMA (trained with --slow-ema-decay)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("sample", help="generate molecules")

@@ -57,6 +57,9 @@ class TrainConfig:
     weight_decay: float = 1e-12
     amsgrad: bool = True
     ema_decay: float = 0.9999  # EMA of the weights, used for sampling and evaluation
+    # A second, slower EMA kept beside the first (0 = none), e.g. the published 0.9999 where ema_decay is
+    # shorter; it starts as a copy of the first. `unigem export --slow-ema` makes the inference file from it.
+    slow_ema_decay: float = 0.0
     clip_history: int = 50  # adaptive clipping: max_norm = 1.5 mean + 2 std of the last clip_history norms
     precision: str = "auto"  # dense work in "bf16", "fp32", or "auto": bf16 where the hardware has it (unigem_core.precision)
     max_steps: int = 10_000_000  # stop after this many optimiser steps

@@ -65,9 +65,17 @@ def load_checkpoint(path: Path, expected_format: str | None = None, sha256: str 
     return obj
 
 
-def inference_state(training_state: dict) -> dict:
-    """The inference file made from a training checkpoint: EMA weights and what inference needs."""
+def inference_state(training_state: dict, weights: str = "ema") -> dict:
+    """The inference file made from a training checkpoint: EMA weights and what inference needs.
+
+    `weights`: "ema", or "slow_ema" for the second, slower average (config.train.slow_ema_decay).
+    """
+    if weights not in training_state:
+        raise CheckpointError(f"this training checkpoint holds no {weights!r} weights"
+                              + (" (train with --slow-ema-decay)" if weights == "slow_ema" else ""))
     keys = ("config", "normalizer", "atom_count_hist", "step", "epoch", "elapsed_s", "hardware")
     out = {k: training_state[k] for k in keys if k in training_state}
-    out.update(format=INFERENCE_FORMAT, model=training_state["ema"], versions=versions())
+    out.update(format=INFERENCE_FORMAT, model=training_state[weights], versions=versions())
+    if weights != "ema":
+        out["weights"] = weights
     return out

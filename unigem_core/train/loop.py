@@ -42,6 +42,7 @@ class TrainState:
     config: UniGEMConfig
     model: nn.Module  # the raw Denoiser (DDP wraps it separately)
     ema: EMA
+    slow_ema: EMA | None  # config.train.slow_ema_decay's average, None when that is 0
     optimizer: torch.optim.Optimizer
     clipper: AdaptiveClipper
     generator: torch.Generator  # all training noise and timesteps come from here
@@ -69,7 +70,8 @@ def new_state(config: UniGEMConfig, train: QM9Arrays, device: torch.device) -> T
     model = Denoiser(config).to(device)
     tc = config.train
     optimizer = make_optimizer(model, tc)
-    return TrainState(config=config, model=model, ema=EMA(model, tc.ema_decay), optimizer=optimizer,
+    return TrainState(config=config, model=model, ema=EMA(model, tc.ema_decay),
+                      slow_ema=EMA(model, tc.slow_ema_decay) if tc.slow_ema_decay else None, optimizer=optimizer,
                       clipper=AdaptiveClipper(tc.clip_history),
                       generator=torch.Generator().manual_seed(tc.seed + 1000 * _dist_info()[0]),
                       normalizer=PropertyNormalizer.fit(train.targets),
@@ -80,6 +82,7 @@ def state_dict(state: TrainState) -> dict:
     return {
         "format": TRAINING_FORMAT, "config": state.config.to_dict(), "versions": versions(),
         "model": state.model.state_dict(), "ema": state.ema.state_dict(), "optimizer": state.optimizer.state_dict(),
+        **({"slow_ema": state.slow_ema.state_dict()} if state.slow_ema else {}),
         "clipper": state.clipper.state_dict(), "generator": state.generator.get_state(),
         "normalizer": {"mean": list(state.normalizer.mean), "mad": list(state.normalizer.mad)},
         "atom_count_hist": list(state.atom_count_hist), "step": state.step, "epoch": state.epoch,
@@ -103,6 +106,10 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
     optimizer.load_state_dict(ckpt["optimizer"])
     ema = EMA(model, tc.ema_decay)
     ema.load_state_dict(ckpt["ema"])
+    slow_ema = None
+    if tc.slow_ema_decay:  # switched on at this resume, it starts from the first EMA
+        slow_ema = EMA(model, tc.slow_ema_decay)
+        slow_ema.load_state_dict(ckpt.get("slow_ema", ckpt["ema"]))
     clipper = AdaptiveClipper(tc.clip_history)
     clipper.load_state_dict(ckpt["clipper"])
     generator = torch.Generator()
@@ -111,7 +118,8 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
     if rank:  # checkpoints hold rank 0's noise stream; the other ranks need streams of their own
         generator.manual_seed(tc.seed + 1000 * rank + ckpt["step"])
     norm = ckpt["normalizer"]
-    return TrainState(config=config, model=model, ema=ema, optimizer=optimizer, clipper=clipper, generator=generator,
+    return TrainState(config=config, model=model, ema=ema, slow_ema=slow_ema, optimizer=optimizer, clipper=clipper,
+                      generator=generator,
                       normalizer=PropertyNormalizer(tuple(norm["mean"]), tuple(norm["mad"])),
                       atom_count_hist=list(ckpt["atom_count_hist"]), step=ckpt["step"], epoch=ckpt["epoch"],
                       batch_in_epoch=ckpt["batch_in_epoch"], elapsed_s=ckpt["elapsed_s"])
@@ -181,6 +189,8 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
     if math.isfinite(grad_norm):  # a non-finite gradient skips the update instead of poisoning the weights
         state.optimizer.step()
         state.ema.update(state.model)
+        if state.slow_ema:
+            state.slow_ema.update(state.model)
     state.step += 1
     return {**terms.as_floats(), "loss": float(terms.total), "grad_norm": grad_norm, "lr": state.optimizer.param_groups[0]["lr"]}
 

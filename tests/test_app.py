@@ -250,7 +250,7 @@ def test_model_page_with_card(monkeypatch, tmp_path):
                            for e in range(4)],
         "generation": {"1000": {"atom_stability": 0.97, "molecule_stability": 0.7, "validity": 0.9,
                                 "uniqueness": 0.98, "valid_x_unique": 0.88, "n_molecules": 1000,
-                                "command": "unigem evaluate --steps 1000"},
+                                "command": "unigem evaluate --steps 1000", "unstable_atoms": {"C:3": 39, "N:4": 1}},
                        "100": {"atom_stability": 0.9, "molecule_stability": 0.4, "validity": 0.8}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
         "training": {"hardware": "1x H100", "seconds": 7200},
@@ -271,6 +271,8 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     assert generation["model"].tolist()[:2] == ["this model · 1000 steps, 1000 molecules", "this model · 100 steps"]
     assert len(generation) == 2 + len(PUBLISHED_GENERATION)
     assert generation["Mol. stable"].iloc[0] == "70.0%"
+    assert ("Where the 1000-step molecules fail: 39 carbons with valence 3 (C takes 4), 1 nitrogen with valence 4 "
+            "(N takes 3).") in [c.value for c in at.caption]
     mae = at.dataframe[1].value
     assert len(mae) == 12 and mae["this model (MAE)"].iloc[0] == 0.5 and mae["EGNN, published (MAE)"].iloc[0] == 0.029
     assert "unigem evaluate --steps 1000" in [c.value for c in at.code]

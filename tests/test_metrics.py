@@ -198,6 +198,7 @@ def test_generation_metrics_arithmetic():
     assert result["n_molecules"] == 5
     assert result["atom_stability"] == pytest.approx(24 / 25)  # only the CH5 carbon fails, pooled over 5+5+6+3+6 atoms
     assert result["molecule_stability"] == pytest.approx(4 / 5)
+    assert result["unstable_atoms"] == {"C:5": 1}
     assert result["validity"] == pytest.approx(4 / 5)
     assert result["uniqueness"] == pytest.approx(3 / 4)  # the two methanes count once
     assert result["valid_x_unique"] == pytest.approx(3 / 5)

@@ -4,7 +4,8 @@ Card schema (every key optional; missing parts are skipped with a note):
   config          UniGEMConfig.to_dict()
   training_curve  [{"epoch", "step", "atom_stability", "molecule_stability", "validity", "loss"}, ...]
   generation      {"<steps>": {atom_stability, molecule_stability, validity, uniqueness, valid_x_unique,
-                               novelty, n_molecules, seconds, device, command}, ...}
+                               novelty, n_molecules, seconds, device, command,
+                               unstable_atoms: {"C:3": count, ...}}, ...}
   properties      {"mae": {key: value in reporting units}, "command": str, "split": str, "n_molecules": int}
   training        {"hardware": ..., "seconds" or "hours": ..., ...} (shown as given)
   validation_curve  [{"step", "epoch", "val_loss", "val_coord", "val_prop_mae_norm", ...}, ...] (the log's rows)
@@ -19,6 +20,7 @@ from plotly.subplots import make_subplots
 
 from app import resources
 from unigem_core.constants import PROPERTIES, PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
+from unigem_core.metrics import ALLOWED_VALENCES
 
 GENERATION_COLUMNS = {"atom_stability": "Atom stable", "molecule_stability": "Mol. stable", "validity": "Valid",
                       "uniqueness": "Unique", "valid_x_unique": "Valid × unique", "novelty": "Novel"}
@@ -94,6 +96,19 @@ def mae_table(mae: dict) -> pd.DataFrame:
         rows.append({"property": f"{p.label} ({p.key})", "unit": p.report_unit, "this model (MAE)": mae.get(p.key),
                      "EGNN, published (MAE)": PUBLISHED_EGNN_MAE.get(p.key)})
     return pd.DataFrame(rows)
+
+
+def _unstable_atoms(counts: dict[str, int], most: int = 6) -> str:
+    """{"C:3": 39, ...} -> "39 carbons with valence 3 (C takes 4), ..." for the most common cases."""
+    names = {"H": "hydrogen", "C": "carbon", "N": "nitrogen", "O": "oxygen", "F": "fluorine"}
+    parts = []
+    for key, n in list(counts.items())[:most]:
+        symbol, _, valence = key.partition(":")
+        name = names.get(symbol, symbol) + ("s" if n != 1 else "")
+        takes = "/".join(map(str, ALLOWED_VALENCES.get(symbol, ()))) or "none"
+        parts.append(f"{n} {name} with valence {valence} ({symbol} takes {takes})")
+    rest = sum(list(counts.values())[most:])
+    return ", ".join(parts) + (f", {rest} other atoms" if rest else "")
 
 
 def _as_int(value) -> int:
@@ -189,6 +204,9 @@ def render() -> None:
     st.dataframe(generation_table(generation), hide_index=True, width="stretch")
     if not generation:
         st.caption("Not measured yet; the published rows are from the UniGEM paper (Table 1).")
+    for steps, metrics in sorted(generation.items(), key=lambda kv: -_as_int(kv[0])):
+        if metrics.get("unstable_atoms"):
+            st.caption(f"Where the {steps}-step molecules fail: {_unstable_atoms(metrics['unstable_atoms'])}.")
     for steps, metrics in generation.items():
         if metrics.get("command"):
             st.caption(f"Measured with ({steps} steps):")

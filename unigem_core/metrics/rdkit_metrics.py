@@ -12,6 +12,7 @@ this is the published protocol, and uniqueness and novelty are counted on these 
 """
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ class MoleculeCheck:
     """Every per-molecule verdict of spec 8.2 and 8.3."""
 
     atom_stable: np.ndarray  # [n] bool, valence allowed
+    valence: np.ndarray  # [n] int, each atom's bond-order sum (spec 8.1)
     stable: bool  # every atom stable
     valid: bool  # RDKit sanitises the whole molecule
     smiles: str | None  # canonical SMILES of the largest fragment, when valid
@@ -81,7 +83,7 @@ def check_molecule(symbols: Sequence[str], positions: np.ndarray) -> MoleculeChe
     orders = bond_order_matrix(symbols, positions)  # [n, n]
     atom_stable = stability_from_orders(symbols, orders)
     smiles = smiles_of_mol(mol_from_orders(symbols, positions, orders))
-    return MoleculeCheck(atom_stable, bool(atom_stable.all()), smiles is not None, smiles)
+    return MoleculeCheck(atom_stable, orders.sum(axis=1), bool(atom_stable.all()), smiles is not None, smiles)
 
 
 def _fraction(count: int, total: int) -> float:
@@ -94,10 +96,14 @@ def generation_metrics(molecules: Sequence[Molecule], training_smiles: set[str] 
     Atom stability is pooled over all atoms; uniqueness is distinct SMILES among valid molecules over
     the number valid; novelty is the share of those distinct SMILES absent from ``training_smiles``
     (None when no training set is given). ``valid_x_unique`` is the paper's V x U column.
+    ``unstable_atoms`` counts the unstable atoms by element and valence, most common first:
+    {"C:3": 12, ...} is twelve carbons whose bond orders sum to 3.
     """
     if not molecules:
         raise ValueError("generation_metrics needs at least one molecule")
     checks = [check_molecule(m.symbols, m.positions) for m in molecules]
+    unstable = Counter(f"{m.symbols[i]}:{int(c.valence[i])}" for m, c in zip(molecules, checks)
+                       for i in np.flatnonzero(~c.atom_stable))
     n_atoms = sum(len(c.atom_stable) for c in checks)
     valid_smiles = [c.smiles for c in checks if c.valid]
     unique_smiles = set(valid_smiles)
@@ -114,4 +120,5 @@ def generation_metrics(molecules: Sequence[Molecule], training_smiles: set[str] 
         "uniqueness": uniqueness,
         "valid_x_unique": validity * uniqueness,
         "novelty": novelty,
+        "unstable_atoms": dict(unstable.most_common()),
     }

@@ -267,6 +267,10 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     at = start("views/model.py")
     assert not at.info and len(at.get("plotly_chart")) == 2  # the training and the validation curve
 
+    glance = {m.label: m.value for m in at.metric}
+    assert glance["Molecule stability · 1000 steps"] == "70.0%" and glance["Valid × unique · 1000 steps"] == "88.0%"
+    assert glance["Dipole moment MAE"] == "0.5 D" and "Molecule stability · 100 steps" not in glance
+    assert {"published UniGEM: 89.8%", "published EGNN: 0.029 D"} <= {c.value for c in at.caption}
     generation = at.dataframe[0].value
     assert generation["model"].tolist()[:2] == ["this model · 1000 steps, 1000 molecules", "this model · 100 steps"]
     assert len(generation) == 2 + len(PUBLISHED_GENERATION)

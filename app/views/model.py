@@ -139,6 +139,29 @@ def _engine_facts():
     return engine
 
 
+def _at_a_glance(card: dict) -> None:
+    """The headline numbers of the shipped model, each beside its published counterpart (all from the card)."""
+    generation = card.get("generation") or {}
+    full = max(generation, key=_as_int, default=None)  # the most sampling steps measured
+    tiles = []  # (label, value, published)
+    if full is not None:
+        for key, label in (("molecule_stability", "Molecule stability"), ("valid_x_unique", "Valid × unique")):
+            if generation[full].get(key) is not None:
+                tiles.append((f"{label} · {full} steps", _percent(generation[full][key]),
+                              f"published UniGEM: {_percent(PUBLISHED_GENERATION['UniGEM'][key])}"))
+    mae = (card.get("properties") or {}).get("mae") or {}
+    for p in PROPERTIES:
+        if p.key in ("gap", "mu") and mae.get(p.key) is not None:
+            tiles.append((f"{p.label} MAE", f"{mae[p.key]:.3g} {p.report_unit}",
+                          f"published EGNN: {PUBLISHED_EGNN_MAE[p.key]:.3g} {p.report_unit}"))
+    if not tiles:
+        return
+    st.subheader("At a glance")
+    for col, (label, value, published) in zip(st.columns(len(tiles)), tiles):
+        col.metric(label, value)
+        col.caption(published)
+
+
 def _training(card: dict) -> None:
     training = card.get("training")
     if not training:
@@ -185,6 +208,7 @@ def render() -> None:
         return
     if card.get("summary"):
         st.markdown(str(card["summary"]))
+    _at_a_glance(card)
 
     st.subheader("Training curve")
     if card.get("training_curve"):

@@ -107,6 +107,26 @@ def test_generate_with_fixed_atom_count_is_reproducible():
     assert abs(again.molecule.positions - first.molecule.positions).max() < 1e-5
 
 
+def test_generate_valid_molecules_only(monkeypatch):
+    at = start()
+    at.checkbox(key="gen_keep_valid").check()
+    generate(at, n=2, steps=50)
+    run = at.session_state["generation_run"]
+    assert run.settings["keep_valid"] and all(g.valid for g in run.molecules)
+    seeds = [g.seed for g in run.molecules]
+    assert seeds == sorted(seeds) and run.seeds_tried >= len(seeds) and seeds[-1] < run.seeds_tried
+    notes = [c.value for c in at.caption] + [w.value for w in at.warning]
+    assert any(f"among {run.seeds_tried} seeds" in v or f"from {run.seeds_tried} seeds" in v for v in notes)
+
+    from unigem_core import api
+
+    monkeypatch.setattr(api, "generate_valid", lambda engine, n, **kwargs: ([], 4 * n))
+    at.number_input(key="gen_seed").set_value(3)
+    at.button(key="gen_go").click().run()
+    assert "No valid molecule among 8 seeds" in at.error[0].value
+    assert at.session_state["generation_run"] is run  # the last good run stays
+
+
 def test_gallery_names_and_rings_the_unstable_atoms():
     """A run of two molecules, methane and methyl (CH3: its carbon has valence 3), shown by the gallery."""
     import numpy as np

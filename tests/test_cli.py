@@ -54,6 +54,42 @@ def test_sample_spacing_reaches_the_sampler(tmp_path):
     assert main(["sample", "--n", "1", "--steps", "12", "--spacing", "0", "--out", str(tmp_path / "x.xyz")]) == 2
 
 
+def test_generate_valid_samples_rounds_until_it_has_n(monkeypatch):
+    """Round sizes follow the validity seen so far; the first n valid seeds are kept; max_seeds caps the search."""
+    from unigem_core import api
+    from unigem_core.molecule import GeneratedMolecule
+
+    def every_third_valid(engine, n, seed=0, **options):
+        return [GeneratedMolecule(seed=s, molecule=None, valid=s % 3 == 0) for s in range(seed, seed + n)]
+
+    monkeypatch.setattr(api, "generate", every_third_valid)
+    rounds = []
+    kept, tried = api.generate_valid(None, 4, seed=1, on_round=lambda r, size: rounds.append((r, size)))
+    assert [g.seed for g in kept] == [3, 6, 9, 12] and tried == 16
+    assert rounds == [(1, 5), (2, 11)]  # 4 / 0.9 guessed; then 3 more at a rate of 1 in 5 (floored at 1 in 4), capped
+    kept, tried = api.generate_valid(None, 4, seed=1, max_seeds=6)
+    assert [g.seed for g in kept] == [3, 6] and tried == 6
+    with pytest.raises(ValueError):
+        api.generate_valid(None, 0)
+
+
+def test_generate_valid_and_sample_valid_only_on_the_model(tmp_path, capsys):
+    """The kept molecules are those a single run of the same seeds finds valid, in seed order."""
+    from unigem_core import api
+
+    engine = api.load_model()
+    kept, tried = api.generate_valid(engine, 3, seed=20, steps=8, precision="fp32")
+    valid = [g.seed for g in api.generate(engine, tried, seed=20, steps=8, precision="fp32") if g.valid]
+    assert [g.seed for g in kept] == valid[:3] and all(g.valid for g in kept)
+
+    out = tmp_path / "v.sdf"
+    assert main(["sample", "--n", "2", "--steps", "30", "--valid-only", "--seed", "20", "--out", str(out)]) == 0
+    from unigem_core.io import read_molecules
+
+    assert 1 <= len(read_molecules(out)) <= 2
+    assert "valid molecules among seeds 20-" in capsys.readouterr().err
+
+
 def test_generate_in_two_processes_gives_the_same_molecules():
     """Batches shared out over two spawned workers: the same molecules, in seed order, with progress to the end."""
     from unigem_core import api

@@ -6,6 +6,7 @@ touch torch.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +171,31 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
                    for c, (c_counts, c_seeds) in enumerate(jobs)]
     results = {k: mol for chunk, out in zip(chunks, outputs) for k, mol in zip(chunk, out)}
     return [results[k] for k in range(n)]
+
+
+def generate_valid(engine: Engine, n: int, seed: int = 0, max_seeds: int | None = None,
+                   on_round: Callable[[int, int], None] | None = None, **options) -> tuple[list[GeneratedMolecule], int]:
+    """The first n valid molecules (spec 8.3: RDKit sanitises them) among seeds seed, seed + 1, ...
+
+    Sampled in rounds of `generate` (same `options`), each sized by the validity seen so far, until n are
+    found or max_seeds seeds (default 4n) have been tried. Returns the molecules in seed order, maybe
+    fewer than n, and how many seeds were sampled. on_round(round, seeds in it) is called before each round.
+    """
+    if n < 1:
+        raise ValueError("the number of molecules must be at least 1")
+    max_seeds = max_seeds or 4 * n
+    kept: list[GeneratedMolecule] = []
+    tried, rounds = 0, 0
+    while len(kept) < n and tried < max_seeds:
+        rate = max(len(kept) / tried, 0.25) if tried else 0.9  # validity so far; guess high before any
+        size = min(max_seeds - tried, math.ceil((n - len(kept)) / rate))
+        rounds += 1
+        if on_round is not None:
+            on_round(rounds, size)
+        batch = generate(engine, size, seed=seed + tried, **options)
+        kept += [g for g in batch if g.valid][: n - len(kept)]
+        tried += size
+    return kept, tried
 
 
 class _ChunkProgress:

@@ -156,10 +156,18 @@ def cmd_sample(args) -> int:
 
     engine = api.load_model(args.checkpoint, args.device)
     bar = _ProgressBar("sampling")
-    mols = api.generate(engine, args.n, steps=args.steps, n_atoms=args.atoms, seed=args.seed,
-                        record_trajectory=args.trajectory is not None, on_progress=bar, precision=args.precision,
-                        processes=args.processes, compile=args.compile, spacing=args.spacing)
-    bar.close()
+    options = dict(steps=args.steps, n_atoms=args.atoms, record_trajectory=args.trajectory is not None,
+                   on_progress=bar, precision=args.precision, processes=args.processes, compile=args.compile,
+                   spacing=args.spacing)
+    if args.valid_only:
+        mols, tried = api.generate_valid(engine, args.n, seed=args.seed, **options)
+        bar.close()
+        print(f"{len(mols)} valid molecules among seeds {args.seed}-{args.seed + tried - 1}", file=sys.stderr)
+        if not mols:
+            raise CLIError(f"no valid molecule among {tried} seeds; try more --steps")
+    else:
+        mols = api.generate(engine, args.n, seed=args.seed, **options)
+        bar.close()
     out = Path(args.out)
     text = to_xyz([g.molecule for g in mols]) if out.suffix.lower() == ".xyz" else to_sdf([g.molecule for g in mols])
     out.write_text(text)
@@ -284,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_steps_args(p)
     p.add_argument("--atoms", type=int, default=None, help="atoms per molecule (default: drawn from QM9's histogram)")
     p.add_argument("--seed", type=int, default=0, help="molecule k gets seed SEED+k")
+    p.add_argument("--valid-only", action="store_true", help="keep the valid molecules only, sampling further seeds "
+                   "until N are found (at most 4N seeds)")
     _add_precision_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output .sdf (properties as SD tags) or .xyz")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the trajectories as multi-frame XYZ")

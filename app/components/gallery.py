@@ -30,6 +30,16 @@ def _summary(run: GenerationRun) -> None:
                    help="every atom has an allowed valence")
     cols[3].metric("Sampling steps", f"{steps:,}" if steps else "all")
     cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
+    if run.seeds_tried is not None:
+        seeds = run.settings.get("seed", 0)
+        found = f"{n} valid molecule{'s' if n != 1 else ''}"
+        if n < run.settings.get("n", n):
+            st.warning(f"Only {found} among {run.seeds_tried} seeds ({seeds}-{seeds + run.seeds_tried - 1}): "
+                       "sample with more steps for more.")
+        else:
+            skipped = run.seeds_tried - n
+            st.caption(f"{found} from {run.seeds_tried} seeds ({seeds}-{seeds + run.seeds_tried - 1}); "
+                       f"{skipped} invalid one{'s' if skipped != 1 else ''} skipped.")
 
 
 def _downloads(run: GenerationRun, indices: list[int]) -> None:
@@ -97,7 +107,7 @@ def _card(run: GenerationRun, i: int) -> None:
 def show_gallery(run: GenerationRun) -> None:
     """Everything below the Generate button once molecules exist."""
     _summary(run)
-    only_valid = st.toggle("Show only valid molecules", key="gen_only_valid")
+    only_valid = run.seeds_tried is None and st.toggle("Show only valid molecules", key="gen_only_valid")
     indices = [i for i, g in enumerate(run.molecules) if g.valid or not only_valid]
     _downloads(run, indices)
     if not indices:

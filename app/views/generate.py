@@ -35,6 +35,9 @@ def _settings_form(engine_steps: int) -> dict:
         with left:
             n = st.slider("Number of molecules", 1, 16, key="gen_n",
                           help="Each molecule k gets seed + k, so a seed always gives the same molecules.")
+            keep_valid = st.checkbox("Valid molecules only", key="gen_keep_valid",
+                                     help="Skip the seeds whose molecule RDKit cannot sanitise and sample further "
+                                          "seeds until there are enough (at most four times as many).")
             options = sorted({s for s in PREVIEW_STEPS if s < engine_steps} | {engine_steps})
             if st.session_state.get("gen_steps") not in options:  # a checkpoint with a different T
                 st.session_state["gen_steps"] = min(options, key=lambda s: abs(s - DEFAULT_STEPS))
@@ -55,10 +58,10 @@ def _settings_form(engine_steps: int) -> dict:
             if device == "GPU" and not resources.gpu_available():
                 st.warning("No CUDA GPU on this server: choose Auto or CPU.")
     return {"n": int(n), "steps": int(steps), "n_atoms": int(n_atoms) if mode == ATOMS_FIXED else None,
-            "seed": int(seed), "device": resources.DEVICES[device]}
+            "seed": int(seed), "device": resources.DEVICES[device], "keep_valid": bool(keep_valid)}
 
 
-def _progress_reporter(bar):
+def _progress_reporter(bar, prefix: str = ""):
     """on_progress callback for api.generate: a progress bar with elapsed and remaining time.
 
     The rate is measured from the first reported step on, so the slow first network call (memory
@@ -81,7 +84,7 @@ def _progress_reporter(bar):
         else:
             eta = "estimating the time left…"
         bar.progress(min(done / total, 1.0),
-                     text=f"Sampling: step {done:,} of {total:,} · {now - start:.0f} s elapsed · {eta}")
+                     text=f"{prefix}Sampling: step {done:,} of {total:,} · {now - start:.0f} s elapsed · {eta}")
 
     return on_progress
 
@@ -104,12 +107,24 @@ def run_generation(settings: dict) -> GenerationRun | None:
         notice.empty()
         bar = st.progress(0.0, text="Starting the sampler…")
         start = time.perf_counter()
-        molecules = api.generate(engine, settings["n"], steps=settings["steps"], n_atoms=settings["n_atoms"],
-                                 seed=settings["seed"], record_trajectory=True, on_progress=_progress_reporter(bar))
+        options = dict(steps=settings["steps"], n_atoms=settings["n_atoms"], record_trajectory=True)
+        tried = None
+        if settings.get("keep_valid"):
+            report = [_progress_reporter(bar)]
+
+            def next_round(number: int, size: int) -> None:  # each round gets a fresh time estimate
+                report[0] = _progress_reporter(bar, f"Round {number} ({size} seeds) · " if number > 1 else "")
+
+            molecules, tried = api.generate_valid(engine, settings["n"], seed=settings["seed"], on_round=next_round,
+                                                  on_progress=lambda done, total: report[0](done, total), **options)
+        else:
+            molecules = api.generate(engine, settings["n"], seed=settings["seed"], on_progress=_progress_reporter(bar),
+                                     **options)
         seconds = time.perf_counter() - start  # sampling only, not the wait for a slot
     bar.empty()
     precision = resolve_precision("auto", engine.device)  # what api.generate ran in
-    return GenerationRun(molecules=molecules, settings=settings, seconds=seconds, device=f"{engine.device}, {precision}")
+    return GenerationRun(molecules=molecules, settings=settings, seconds=seconds, device=f"{engine.device}, {precision}",
+                         seeds_tried=tried)
 
 
 def render() -> None:
@@ -128,7 +143,10 @@ def render() -> None:
     settings = _settings_form(engine.num_steps)
     if st.button("Generate", type="primary", icon=":material/science:", key="gen_go"):
         run = run_generation(settings)
-        if run is not None:
+        if run is not None and not run.molecules:
+            st.error(f"No valid molecule among {run.seeds_tried} seeds: sample with more steps, or turn off "
+                     "\"Valid molecules only\".")
+        elif run is not None:
             st.session_state[GENERATION] = run
     run = st.session_state.get(GENERATION)
     if run is None:

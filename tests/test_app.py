@@ -210,6 +210,10 @@ def test_trajectory_page_plays_the_chosen_molecule():
 
     at.selectbox(key="traj_pick").set_value(1).run()
     assert not at.exception and at.session_state["trajectory_molecule"] == 1
+    # the last frame rings the finished molecule's unstable atoms, as the gallery does
+    unstable = [p.index for p in run.problems[1]]
+    assert f'"highlight":{json.dumps(unstable, separators=(",", ":"))}' in iframes(at)[0]
+    assert any("orange halos ring the unstable atoms" in c.value for c in at.caption) == bool(unstable)
 
 
 # --- Predict -----------------------------------------------------------------------------------------

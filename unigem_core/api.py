@@ -174,7 +174,8 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
 
 
 def generate_valid(engine: Engine, n: int, seed: int = 0, max_seeds: int | None = None,
-                   on_round: Callable[[int, int], None] | None = None, **options) -> tuple[list[GeneratedMolecule], int]:
+                   on_round: Callable[[int, int], None] | None = None,
+                   **options) -> tuple[list[GeneratedMolecule], int]:
     """The first n valid molecules (spec 8.3: RDKit sanitises them) among seeds seed, seed + 1, ...
 
     Sampled in rounds of `generate` (same `options`), each sized by the validity seen so far, until n are

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
-from app.components.viewer import (BACKGROUND, ELEMENT_COLOURS, UNTYPED_COLOUR, extent, page_html, script_sources,
-                                   to_json)
+from app.components.viewer import (BACKGROUND, ELEMENT_COLOURS, HALO_COLOUR, UNTYPED_COLOUR, extent, page_html,
+                                   script_sources, to_json)
 from unigem_core.constants import ELEMENTS
 from unigem_core.molecule import Molecule, Trajectory
 
@@ -89,6 +89,13 @@ load3Dmol(__SOURCES__, function () {
     var m = viewer.addModel(xyz(f), 'xyz', {assignBonds: !!f.e});
     if (f.e) m.setStyle({}, elementStyle(D.colours, 0.14, 0.28));
     else m.setStyle({}, {sphere: {color: UNTYPED, radius: 0.32}});
+    viewer.removeAllShapes();
+    if (i === D.frames.length - 1) {  // the finished molecule: ring its unstable atoms, as the gallery does
+      D.highlight.forEach(function (k) {
+        viewer.addSphere({center: {x: f.x[3 * k], y: f.x[3 * k + 1], z: f.x[3 * k + 2]}, radius: 0.8,
+                          color: D.halo, opacity: 0.7});
+      });
+    }
     viewer.render();
     var phase = document.getElementById('phase');
     phase.className = 'pill ' + f.p;
@@ -129,8 +136,12 @@ def _formula(symbols: Sequence[str]) -> str:
     return Molecule(tuple(symbols), np.zeros((len(symbols), 3))).formula
 
 
-def player_data(trajectory: Trajectory, start: int = 0, autoplay: bool = True) -> dict:
-    """Everything the browser needs, as JSON-ready values (coordinates rounded to 1e-3 Angstrom)."""
+def player_data(trajectory: Trajectory, start: int = 0, autoplay: bool = True,
+                highlight: Sequence[int] = ()) -> dict:
+    """Everything the browser needs, as JSON-ready values (coordinates rounded to 1e-3 Angstrom).
+
+    `highlight`: atoms ringed in the last frame (the finished molecule's unstable atoms).
+    """
     frames = []
     for f in trajectory.frames:
         symbols = None if f.type_guess is None else [ELEMENTS[int(k)] for k in f.type_guess]
@@ -146,19 +157,21 @@ def player_data(trajectory: Trajectory, start: int = 0, autoplay: bool = True) -
             "firstGrowth": next((k for k, f in enumerate(frames) if f["p"] == "growth"), len(frames) - 1),
             "widest": max(framable, key=spread.__getitem__),
             "start": int(min(max(start, 0), len(frames) - 1)), "autoplay": bool(autoplay),
-            "colours": ELEMENT_COLOURS}
+            "colours": ELEMENT_COLOURS, "highlight": [int(k) for k in highlight], "halo": HALO_COLOUR}
 
 
-def player_html(trajectory: Trajectory, start: int = 0, autoplay: bool = True, height: int = 420) -> str:
+def player_html(trajectory: Trajectory, start: int = 0, autoplay: bool = True, height: int = 420,
+                highlight: Sequence[int] = ()) -> str:
     """The self-contained player page (see the module docstring)."""
-    data = player_data(trajectory, start, autoplay)
+    data = player_data(trajectory, start, autoplay, highlight)
     script = (_SCRIPT.replace("__DATA__", to_json(data)).replace("__SOURCES__", to_json(script_sources()))
               .replace("__UNTYPED__", UNTYPED_COLOUR).replace("__BG__", BACKGROUND))
     body = _BODY.format(last=len(data["frames"]) - 1, start=data["start"])
     return page_html(script, height, body=body, css=_CSS)
 
 
-def show_player(trajectory: Trajectory, start: int = 0, autoplay: bool = True, height: int = 420) -> None:
+def show_player(trajectory: Trajectory, start: int = 0, autoplay: bool = True, height: int = 420,
+                highlight: Sequence[int] = ()) -> None:
     """Embed the player in the page; the iframe also holds the controls and the sigma_t strip."""
-    st.iframe(player_html(trajectory, start, autoplay, height), height=height + 130,
+    st.iframe(player_html(trajectory, start, autoplay, height, highlight), height=height + 130,
               alt="Animated reverse diffusion of the selected molecule")

@@ -123,8 +123,8 @@ def run_generation(settings: dict) -> GenerationRun | None:
         seconds = time.perf_counter() - start  # sampling only, not the wait for a slot
     bar.empty()
     precision = resolve_precision("auto", engine.device)  # what api.generate ran in
-    return GenerationRun(molecules=molecules, settings=settings, seconds=seconds, device=f"{engine.device}, {precision}",
-                         seeds_tried=tried)
+    return GenerationRun(molecules=molecules, settings=settings, seconds=seconds,
+                         device=f"{engine.device}, {precision}", seeds_tried=tried)
 
 
 def render() -> None:

@@ -107,6 +107,10 @@ def render() -> None:
                            f"unigem_{i + 1}_seed{g.seed}_trajectory.xyz", "chemical/x-xyz", on_click="ignore",
                            icon=":material/download:", key="dl_traj_xyz")
     with left:
-        show_player(trajectory, start=frame, autoplay=autoplay)
+        problems = run.problems[i]
+        show_player(trajectory, start=frame, autoplay=autoplay, highlight=[p.index for p in problems])
+        if problems:
+            st.caption(":orange[In the last frame, orange halos ring the unstable atoms:] "
+                       + "; ".join(str(p) for p in problems) + ".")
 
 render()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ship a trained run: export its EMA weights to checkpoints/, measure them, and write the model card.
-# Usage: [PROCESSES=2] [CAMPAIGN=DIR] bash scripts/release_model.sh RUN_DIR "TRAIN COMMAND" [N_MOLECULES] [CURVE_MOLECULES]
+# Usage: [PROCESSES=2] [CAMPAIGN=DIR] bash scripts/release_model.sh RUN_DIR ["TRAIN COMMAND"] [N_MOLECULES] [CURVE_MOLECULES]
+# TRAIN COMMAND: how the run was trained, for the card; "" or none: the history its checkpoint recorded.
 # PROCESSES: sampling worker processes for the big evaluations (2 on a 2-core CPU; 1 on a GPU).
 # CAMPAIGN: the run the campaign continues from, when RUN_DIR is a cool-down branch of it
 #   (`unigem train --resume CAMPAIGN/last.pt --cooldown-steps K --run-dir RUN_DIR`): its last.pt and
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?run directory, e.g. runs/small}
-TRAIN_COMMAND=${2:?the command that trained the run}
+TRAIN_COMMAND=${2:-}
 N=${3:-1000}
 NCURVE=${4:-100}
 PROCESSES=${PROCESSES:-1}

@@ -114,3 +114,4 @@ def test_sigterm_stops_training_with_a_checkpoint(tmp_path):
     printed = json.loads(out.strip().splitlines()[-1])
     ckpt = load_checkpoint(run_dir / "last.pt")
     assert ckpt["step"] == printed["step"] > 0
+    assert ckpt["history"][-1]["ended"] == "signal" and ckpt["history"][-1]["to_step"] == ckpt["step"]

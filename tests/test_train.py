@@ -45,6 +45,30 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert ckpt["step"] == 4 and ckpt["config"]["preset"] == "tiny"
 
 
+def test_each_fit_call_is_recorded_in_the_state_and_the_card(tmp_path):
+    """The history travels with the checkpoint (and its inference file) and becomes the card's command."""
+    from unigem_core.train.card import describe_history
+
+    cpu = torch.device("cpu")
+    fit(_config(max_steps=2), tmp_path / "r", cpu, progress=False, command="unigem train --max-steps 2")
+    state = fit(_config(), tmp_path / "r", cpu, resume=tmp_path / "r" / "last.pt", overrides={"max_steps": 3},
+                progress=False, command="unigem train --resume last.pt")
+    history = load_checkpoint(tmp_path / "r" / "last.pt")["history"]
+    assert history == state.history
+    assert [(h["from_step"], h["to_step"], h["command"], h["ended"]) for h in history] == [
+        (0, 2, "unigem train --max-steps 2", "step target"), (2, 3, "unigem train --resume last.pt", "step target")]
+    assert all("process(es)" in h["hardware"] and h["seconds"] > 0 for h in history)
+    assert load_checkpoint(tmp_path / "r" / "inference.pt")["history"] == history
+    text = describe_history(history)
+    assert text.startswith("steps 0 to 2: unigem train --max-steps 2 (step target, ")
+    assert "; steps 2 to 3: unigem train --resume last.pt (step target, " in text
+    killed = [dict(history[0], ended="running"), dict(history[1], ended="running")]
+    assert "interrupted after its last checkpoint" in describe_history(killed)
+    assert describe_history(killed).split("; ")[1].split("(")[1].startswith("in progress")
+    card = build_card(tmp_path / "r" / "inference.pt", tmp_path / "r", [], [], "r", "")
+    assert card["training"]["command"] == text
+
+
 def test_micro_batches_take_the_same_step_as_the_whole_batch():
     """Passes of 5, 5, 5 and 1 molecules accumulate the gradient of one pass over all 16 (float64)."""
     cpu = torch.device("cpu")
@@ -112,6 +136,9 @@ def test_ddp_two_cpu_processes_stop_together_on_sigterm(tmp_path):
     ckpt = load_checkpoint(run_dir / "last.pt")
     assert ckpt["step"] == printed[0]["step"]
     assert ckpt["config"]["train"]["batch_size"] == 8  # the whole batch; each rank took 4
+    [segment] = ckpt["history"]  # the command as typed, not torchrun's, and why it ended
+    assert "--processes 2" in segment["command"] and segment["ended"] == "signal"
+    assert segment["to_step"] == ckpt["step"] and "2 process(es)" in segment["hardware"]
 
 
 _RANK_SCRIPT = """

@@ -72,7 +72,8 @@ def _launch_processes(args, argv: list[str]) -> int:
            "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "unigem_core.cli", *rest]
     if not args.threads:
         cmd += ["--threads", str(threads)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    # the ranks record the command as typed (with --processes), not the torchrun one, in the run's history
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "UNIGEM_TRAIN_COMMAND": args.command_line}
     child = subprocess.Popen(cmd, env=env, start_new_session=True)  # signals reach it once, from here
     forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -110,7 +111,8 @@ def cmd_train(args) -> int:
     if resume is None and (run_dir / "last.pt").exists() and not args.fresh:
         resume = run_dir / "last.pt"
         print(f"resuming from {resume} (use --fresh to start over)", file=sys.stderr)
-    state = fit(config, run_dir, device, resume=resume, overrides=overrides if resume else None)
+    command = os.environ.get("UNIGEM_TRAIN_COMMAND") or args.command_line
+    state = fit(config, run_dir, device, resume=resume, overrides=overrides if resume else None, command=command)
     print(json.dumps({"run_dir": str(run_dir), "step": state.step, "epoch": state.epoch,
                       "elapsed_s": round(state.elapsed_s, 1)}))
     return 0

@@ -32,12 +32,28 @@ def _learning_rate(train: dict) -> str:
     return text
 
 
+def describe_history(history: list[dict]) -> str:
+    """The card's training command: one clause per `unigem train` call recorded in the checkpoint's history."""
+    clauses = []
+    for k, segment in enumerate(history):
+        ended = segment.get("ended", "")
+        if ended == "running":  # its last checkpoint, then killed (or, for the last, still training)
+            ended = "in progress" if k == len(history) - 1 else "interrupted after its last checkpoint"
+        detail = ", ".join(str(x) for x in (ended, segment.get("hardware"),
+                                            f"{segment['seconds'] / 3600:.2f} h" if segment.get("seconds") else None)
+                           if x)
+        clauses.append(f"steps {segment['from_step']:,} to {segment['to_step']:,}: {segment['command']}"
+                       + (f" ({detail})" if detail else ""))
+    return "; ".join(clauses)
+
+
 def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve: list[dict], name: str,
                train_command: str, resume_state: Path | None = None) -> dict:
     """Assemble the card from the shipped checkpoint, the run's log.csv and evaluation outputs.
 
     resume_state: the training checkpoint the campaign continues from, when it is not the shipped
     weights' own state (a release branch that cooled the learning rate down from it).
+    train_command: how the weights were trained; empty: read from the checkpoint's own history.
     """
     state = load_checkpoint(checkpoint)
     cfg = state["config"]
@@ -68,7 +84,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
                      "molecules_seen": step * batch, "hardware": state.get("hardware"),
                      "wall_clock_hours": round(float(state.get("elapsed_s") or 0) / 3600, 2),
                      "learning_rate": _learning_rate(cfg["train"]),
-                     "command": train_command,
+                     "command": train_command or describe_history(state.get("history") or []),
                      "log": "checkpoints/training_log.csv" + ("" if resume_state is None else
                                                               " (the campaign); checkpoints/cooldown_log.csv (this branch)"),
                      "resume_state": resume_note,

@@ -73,7 +73,7 @@ def inference_state(training_state: dict, weights: str = "ema") -> dict:
     if weights not in training_state:
         raise CheckpointError(f"this training checkpoint holds no {weights!r} weights"
                               + (" (train with --slow-ema-decay)" if weights == "slow_ema" else ""))
-    keys = ("config", "normalizer", "atom_count_hist", "step", "epoch", "elapsed_s", "hardware")
+    keys = ("config", "normalizer", "atom_count_hist", "step", "epoch", "elapsed_s", "hardware", "history")
     out = {k: training_state[k] for k in keys if k in training_state}
     out.update(format=INFERENCE_FORMAT, model=training_state[weights], versions=versions())
     if weights != "ema":

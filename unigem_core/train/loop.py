@@ -13,7 +13,7 @@ import platform
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,9 @@ class TrainState:
     epoch: int = 0
     batch_in_epoch: int = 0  # batches of `epoch` already consumed
     elapsed_s: float = 0.0
+    # One entry per `fit` call that trained this state: from_step, to_step, command, hardware, seconds,
+    # ended ("step target", "time budget", "signal", or "running" while it trains or if it was killed)
+    history: list[dict] = field(default_factory=list)
 
 
 def _dist_info() -> tuple[int, int]:
@@ -87,6 +90,7 @@ def state_dict(state: TrainState) -> dict:
         "normalizer": {"mean": list(state.normalizer.mean), "mad": list(state.normalizer.mad)},
         "atom_count_hist": list(state.atom_count_hist), "step": state.step, "epoch": state.epoch,
         "batch_in_epoch": state.batch_in_epoch, "elapsed_s": state.elapsed_s, "hardware": hardware(state.config.train.precision),
+        "history": [dict(segment) for segment in state.history],
     }
 
 
@@ -122,7 +126,8 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
                       generator=generator,
                       normalizer=PropertyNormalizer(tuple(norm["mean"]), tuple(norm["mad"])),
                       atom_count_hist=list(ckpt["atom_count_hist"]), step=ckpt["step"], epoch=ckpt["epoch"],
-                      batch_in_epoch=ckpt["batch_in_epoch"], elapsed_s=ckpt["elapsed_s"])
+                      batch_in_epoch=ckpt["batch_in_epoch"], elapsed_s=ckpt["elapsed_s"],
+                      history=[dict(segment) for segment in ckpt.get("history", [])])
 
 
 def hardware(precision: str = "auto") -> str:
@@ -280,14 +285,19 @@ class StopRequest:
 
 def save(state: TrainState, run_dir: Path) -> None:
     """Full training checkpoint plus the inference file of the EMA weights, both atomic."""
+    if state.history:  # the running segment reaches this checkpoint
+        state.history[-1].update(to_step=state.step, seconds=round(state.elapsed_s - state.history[-1]["elapsed_from"], 1))
     sd = state_dict(state)
     atomic_save(sd, run_dir / "last.pt")
     atomic_save(inference_state(sd), run_dir / "inference.pt")
 
 
 def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path | None = None,
-        overrides: dict | None = None, progress: bool = True) -> TrainState:
-    """Train until max_steps or max_minutes, checkpointing every few minutes and at the end."""
+        overrides: dict | None = None, progress: bool = True, command: str = "fit()") -> TrainState:
+    """Train until max_steps or max_minutes, checkpointing every few minutes and at the end.
+
+    `command` (the command line that called it) goes into the state's history with this call's steps.
+    """
     from tqdm import tqdm
 
     rank, world = _dist_info()
@@ -307,6 +317,9 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
         tc = state.config.train
     if tc.batch_size % world:
         raise ValueError(f"batch size {tc.batch_size} does not split evenly over {world} processes")
+    state.history.append({"from_step": state.step, "to_step": state.step, "command": command,
+                          "hardware": hardware(tc.precision), "elapsed_from": round(state.elapsed_s, 1),
+                          "seconds": 0.0, "ended": "running"})
     schedule = NoiseSchedule(state.config.diffusion.num_steps, state.config.diffusion.power, state.config.diffusion.precision)
     net: nn.Module = state.model
     if world > 1:
@@ -348,6 +361,9 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
                 # each rank reads its own clock, so the time budget goes through the same vote as a signal
                 out_of_time = bool(tc.max_minutes) and (time.perf_counter() - start_wall) / 60 >= tc.max_minutes
                 done = stop.agreed(world, also=state.step >= tc.max_steps or out_of_time)
+                if done:
+                    state.history[-1]["ended"] = ("step target" if state.step >= tc.max_steps else
+                                                  "time budget" if out_of_time else "signal")
                 if rank == 0 and (done or time.perf_counter() - last_ckpt >= tc.checkpoint_minutes * 60):
                     save(state, run_dir)
                     last_ckpt = time.perf_counter()

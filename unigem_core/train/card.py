@@ -32,6 +32,12 @@ def _learning_rate(train: dict) -> str:
     return text
 
 
+def resume_note(path: Path) -> str:
+    """How the card names the state the campaign resumes from: its path, step and learning rate."""
+    resumed = load_checkpoint(path)
+    return f"{path}: step {int(resumed['step']):,}, learning rate {_learning_rate(resumed['config']['train'])}"
+
+
 def describe_history(history: list[dict]) -> str:
     """The card's training command: one clause per `unigem train` call recorded in the checkpoint's history."""
     clauses = []
@@ -60,12 +66,9 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
     batch = cfg["train"]["batch_size"]
     step = int(state.get("step", 0))
     resume_file = "checkpoints/training_state.pt"
-    resume_note = f"{resume_file} (the shipped weights' own state)"
+    resume_text = f"{resume_file} (the shipped weights' own state)"
     if resume_state is not None:
-        resumed = load_checkpoint(resume_state)
-        resume_file = str(resume_state)
-        resume_note = (f"{resume_file}: step {int(resumed['step']):,}, learning rate "
-                       f"{_learning_rate(resumed['config']['train'])}")
+        resume_file, resume_text = str(resume_state), resume_note(resume_state)
     log = _read_log(run_dir / "log.csv") if run_dir else []
     files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in [checkpoint]}
     generation = {str(e["steps"]): e for e in evals if "atom_stability" in e}
@@ -87,7 +90,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
                      "command": train_command or describe_history(state.get("history") or []),
                      "log": "checkpoints/training_log.csv" + ("" if resume_state is None else
                                                               " (the campaign); checkpoints/cooldown_log.csv (this branch)"),
-                     "resume_state": resume_note,
+                     "resume_state": resume_text,
                      "resume_command": f"unigem train --preset {cfg.get('preset')} --resume {resume_file} "
                                        f"--run-dir runs/{cfg.get('preset')} --processes 2"},
         "files": files,

@@ -286,7 +286,8 @@ class StopRequest:
 def save(state: TrainState, run_dir: Path) -> None:
     """Full training checkpoint plus the inference file of the EMA weights, both atomic."""
     if state.history:  # the running segment reaches this checkpoint
-        state.history[-1].update(to_step=state.step, seconds=round(state.elapsed_s - state.history[-1]["elapsed_from"], 1))
+        segment = state.history[-1]
+        segment.update(to_step=state.step, seconds=round(state.elapsed_s - segment["elapsed_from"], 3))
     sd = state_dict(state)
     atomic_save(sd, run_dir / "last.pt")
     atomic_save(inference_state(sd), run_dir / "inference.pt")
@@ -336,7 +337,9 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     bar = tqdm(total=tc.max_steps if tc.max_steps < TrainConfig.max_steps else None, initial=state.step,
                desc=f"train {state.config.preset}", disable=not progress or rank > 0, dynamic_ncols=True)
     stop = StopRequest()
-    done = False
+    done = state.step >= tc.max_steps  # a finished run (a cool-down at its end) resumed: nothing to do
+    if done:
+        state.history[-1]["ended"] = "step target"
     with stop:
         while not done:
             batches = epoch_batches(train.n_atoms, tc.batch_size, tc.seed, state.epoch, tc.bucket_batches)

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One session of the training campaign: continue it for MINUTES with the curve measured beside it, then
+# either keep its state in checkpoints/ (commit it) or, with "release", branch a cool-down off it and ship
+# that (scripts/release_model.sh). Every step resumes: run it again after a stop.
+# Usage: nohup bash scripts/campaign.sh MINUTES [release] > logs/campaign.log 2>&1 &
+# Times seen on 2 cores (bench/NOTES.md): a 10,000-step cool-down 33-38 min on a Zen 5 (bf16), 53 on a
+# Zen 4 (bf16), about 2.5 h on a Zen 3 (fp32); the release's evaluations 25-30, 45 and over 2 h.
+# Environment: PRESET (small), COOLDOWN_STEPS (10000), N_MOLECULES (1000) and CURVE_MOLECULES (100)
+# for the release's evaluations, TRAIN_ARGS (more `unigem train` flags for the campaign).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MINUTES=${1:?minutes of campaign training}
+MODE=${2:-keep}
+PRESET=${PRESET:-small}
+CAMPAIGN=runs/$PRESET
+BRANCH=runs/$PRESET-cooldown
+. .venv/bin/activate
+mkdir -p "$CAMPAIGN" logs
+
+step_of() {
+  python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; print(f(sys.argv[1])['step'])" "$1"
+}
+
+# the committed state, unless the run directory already holds a later one (a resumed session)
+if [ ! -e "$CAMPAIGN/last.pt" ] || [ "$(step_of checkpoints/training_state.pt)" -gt "$(step_of "$CAMPAIGN/last.pt")" ]; then
+  cp checkpoints/training_state.pt "$CAMPAIGN/last.pt"
+  cp checkpoints/training_log.csv "$CAMPAIGN/log.csv"
+fi
+
+OMP_NUM_THREADS=1 nice -n 10 bash scripts/curve_watch.sh "$CAMPAIGN" "${CURVE_MOLECULES:-100}" > logs/curve.log 2>&1 &
+watcher=$!
+trap 'kill "$watcher" 2>/dev/null || true' EXIT
+# shellcheck disable=SC2086  # TRAIN_ARGS is a list of flags
+unigem train --preset "$PRESET" --processes 2 --run-dir "$CAMPAIGN" --max-minutes "$MINUTES" \
+  --checkpoint-minutes 4 ${TRAIN_ARGS:-}
+kill "$watcher" 2>/dev/null || true
+echo "campaign at step $(step_of "$CAMPAIGN/last.pt")"
+
+if [ "$MODE" != release ]; then
+  cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
+  cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
+  bash scripts/curve_watch.sh "$CAMPAIGN" "${CURVE_MOLECULES:-100}" --once
+  python - <<'EOF'
+import json
+from pathlib import Path
+
+from unigem_core.train.card import resume_note, write_card
+
+path = Path("checkpoints/model_card.json")
+card = json.loads(path.read_text())
+card["training"]["resume_state"] = resume_note(Path("checkpoints/training_state.pt"))
+write_card(card, path)
+EOF
+  echo "kept: commit checkpoints/training_state.pt, training_log.csv, model_card.json and eval/curve_*.json"
+  exit 0
+fi
+
+# A cool-down branch off the campaign's state (resumed if a stop cut it short), then the release.
+if [ ! -e "$BRANCH/last.pt" ] || [ "$(step_of "$BRANCH/last.pt")" -le "$(step_of "$CAMPAIGN/last.pt")" ]; then
+  rm -rf "$BRANCH" && mkdir -p "$BRANCH" && cp "$CAMPAIGN/log.csv" "$BRANCH/log.csv"
+  unigem train --preset "$PRESET" --processes 2 --run-dir "$BRANCH" --resume "$CAMPAIGN/last.pt" \
+    --cooldown-steps "${COOLDOWN_STEPS:-10000}" --checkpoint-minutes 4
+else  # cut short by a stop: it resumes its own last.pt and ends where its cool-down does
+  unigem train --preset "$PRESET" --processes 2 --run-dir "$BRANCH" --checkpoint-minutes 4
+fi
+PROCESSES=2 CAMPAIGN="$CAMPAIGN" bash scripts/release_model.sh "$BRANCH" "" "${N_MOLECULES:-1000}" "${CURVE_MOLECULES:-100}"
+echo "released: commit checkpoints/"

@@ -223,6 +223,8 @@ def test_cooldown_decays_the_rate_to_zero_stops_and_resumes_exactly(tmp_path):
     assert resumed.step == 6  # the cool-down's end bounds any step target
     again = fit(_config(), tmp_path / "b", cpu, resume=tmp_path / "b" / "last.pt", progress=False)
     assert again.step == 6  # resuming a finished cool-down trains no further step
+    fit(_config(), tmp_path / "c", cpu, resume=tmp_path / "b" / "last.pt", progress=False)
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["step"] == 6  # nor into a new directory, which gets the state
     for (name, a), (_, b) in zip(straight.ema.model.state_dict().items(), resumed.ema.model.state_dict().items()):
         assert torch.equal(a, b), name
     # The model card of the cooled weights names the schedule and the state the campaign resumes from.

@@ -340,6 +340,8 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     done = state.step >= tc.max_steps  # a finished run (a cool-down at its end) resumed: nothing to do
     if done:
         state.history[-1]["ended"] = "step target"
+        if rank == 0 and not (run_dir / "last.pt").exists():  # a new run directory still gets its state
+            save(state, run_dir)
     with stop:
         while not done:
             batches = epoch_batches(train.n_atoms, tc.batch_size, tc.seed, state.epoch, tc.bucket_batches)

@@ -102,6 +102,12 @@ def generation_table(run: GenerationRun, indices: list[int] | None = None) -> pd
     return pd.DataFrame(rows)
 
 
+def describe_problems(problems: list[ValenceProblem], most: int = 4) -> str:
+    """"C5 has valence 3 (C takes 4); ...; 2 more": the first few unstable atoms of a molecule, and how many else."""
+    more = f"; {len(problems) - most} more" if len(problems) > most else ""
+    return "; ".join(str(p) for p in problems[:most]) + more
+
+
 def to_csv(frame: pd.DataFrame) -> str:
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, float_format="%.6g")

@@ -148,6 +148,12 @@ def test_gallery_names_and_rings_the_unstable_atoms():
     at.run()
     assert not at.exception, at.exception
 
+    from app.state import describe_problems
+    from unigem_core.metrics import ValenceProblem
+
+    many = [ValenceProblem(i, "C", 3, (4,)) for i in range(6)]
+    assert describe_problems(many).endswith("C4 has valence 3 (C takes 4); 2 more")
+
     captions = [c.value for c in at.caption if "Unstable atoms" in c.value]
     assert len(captions) == 1 and "C1 has valence 3 (C takes 4)" in captions[0]  # only the methyl card
     views = iframes(at)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
-from app.state import PROPERTY_FORMATS, GenerationRun, generation_table, named_molecules, property_rows, to_csv
+from app.state import (PROPERTY_FORMATS, GenerationRun, describe_problems, generation_table, named_molecules,
+                       property_rows, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
 from unigem_core.metrics import ValenceProblem
@@ -66,11 +67,9 @@ def _badges(run: GenerationRun, i: int) -> str:
     return f"{stable} {valid} :gray-badge[{n_ok}/{g.molecule.n_atoms} atoms stable]"
 
 
-def _valence_caption(problems: list[ValenceProblem], most: int = 4) -> None:
+def _valence_caption(problems: list[ValenceProblem]) -> None:
     """Which atoms make the molecule unstable, and why; they wear an orange halo in the view."""
-    shown = "; ".join(str(p) for p in problems[:most])
-    more = f"; {len(problems) - most} more" if len(problems) > most else ""
-    st.caption(f":orange[Unstable atoms (orange halo):] {shown}{more}.",
+    st.caption(f":orange[Unstable atoms (orange halo):] {describe_problems(problems)}.",
                help="Bond orders come from interatomic distances (the paper's bond-length table; no formal "
                     "charges), and an atom is stable when their sum is an allowed valence of its element. "
                     "Hover over an atom in the view to see its label.")

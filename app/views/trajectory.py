@@ -12,7 +12,7 @@ import streamlit as st
 
 from app.components.gallery import SELECTED
 from app.components.player import show_player
-from app.state import GENERATION, GenerationRun
+from app.state import GENERATION, GenerationRun, describe_problems
 from unigem_core.constants import ELEMENTS
 from unigem_core.io import trajectory_to_xyz
 from unigem_core.molecule import Molecule, Trajectory
@@ -111,6 +111,6 @@ def render() -> None:
         show_player(trajectory, start=frame, autoplay=autoplay, highlight=[p.index for p in problems])
         if problems:
             st.caption(":orange[In the last frame, orange halos ring the unstable atoms:] "
-                       + "; ".join(str(p) for p in problems) + ".")
+                       f"{describe_problems(problems)}.")
 
 render()

@@ -32,15 +32,14 @@ def _summary(run: GenerationRun) -> None:
     cols[3].metric("Sampling steps", f"{steps:,}" if steps else "all")
     cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
     if run.seeds_tried is not None:
-        seeds = run.settings.get("seed", 0)
+        first = run.settings.get("seed", 0)
         found = f"{n} valid molecule{'s' if n != 1 else ''}"
+        seeds = f"{run.seeds_tried} seeds ({first}-{first + run.seeds_tried - 1})"
         if n < run.settings.get("n", n):
-            st.warning(f"Only {found} among {run.seeds_tried} seeds ({seeds}-{seeds + run.seeds_tried - 1}): "
-                       "sample with more steps for more.")
+            st.warning(f"Only {found} among {seeds}: sample with more steps for more.")
         else:
             skipped = run.seeds_tried - n
-            st.caption(f"{found} from {run.seeds_tried} seeds ({seeds}-{seeds + run.seeds_tried - 1}); "
-                       f"{skipped} invalid one{'s' if skipped != 1 else ''} skipped.")
+            st.caption(f"{found} from {seeds}; {skipped} invalid one{'s' if skipped != 1 else ''} skipped.")
 
 
 def _downloads(run: GenerationRun, indices: list[int]) -> None:

@@ -91,10 +91,8 @@ load3Dmol(__SOURCES__, function () {
     else m.setStyle({}, {sphere: {color: UNTYPED, radius: 0.32}});
     viewer.removeAllShapes();
     if (i === D.frames.length - 1) {  // the finished molecule: ring its unstable atoms, as the gallery does
-      D.highlight.forEach(function (k) {
-        viewer.addSphere({center: {x: f.x[3 * k], y: f.x[3 * k + 1], z: f.x[3 * k + 2]}, radius: 0.8,
-                          color: D.halo, opacity: 0.7});
-      });
+      addHalos(viewer, D.highlight.map(function (k) { return {x: f.x[3 * k], y: f.x[3 * k + 1], z: f.x[3 * k + 2]}; }),
+               D.halo);
     }
     viewer.render();
     var phase = document.getElementById('phase');

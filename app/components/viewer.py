@@ -87,6 +87,11 @@ function elementStyle(colours, stickRadius, sphereScale) {
   var scheme = {prop: 'elem', map: colours};
   return {stick: {radius: stickRadius, colorscheme: scheme}, sphere: {scale: sphereScale, colorscheme: scheme}};
 }
+function addHalos(viewer, centres, colour) {  // translucent spheres around atoms, e.g. the unstable ones
+  centres.forEach(function (c) {
+    viewer.addSphere({center: {x: c.x, y: c.y, z: c.z}, radius: 0.8, color: colour, opacity: 0.7});
+  });
+}
 function hoverLabels(viewer) {
   viewer.setHoverable({}, true, function (atom, v) {
     if (!atom.label) atom.label = v.addLabel(atom.elem + (atom.index + 1), {position: atom,
@@ -139,11 +144,7 @@ load3Dmol({to_json(script_sources())}, function () {{
   if (!viewer) {{ showMessage('This browser cannot draw 3D (WebGL is unavailable).'); return; }}
   viewer.addModel(DATA.xyz, 'xyz');
   viewer.setStyle({{}}, elementStyle(DATA.colours, 0.14, 0.28));
-  if (DATA.highlight.length) {{
-    viewer.getModel().selectedAtoms({{index: DATA.highlight}}).forEach(function (a) {{
-      viewer.addSphere({{center: {{x: a.x, y: a.y, z: a.z}}, radius: 0.8, color: DATA.halo, opacity: 0.7}});
-    }});
-  }}
+  if (DATA.highlight.length) addHalos(viewer, viewer.getModel().selectedAtoms({{index: DATA.highlight}}), DATA.halo);
   hoverLabels(viewer);
   viewer.zoomTo(DATA.focus ? {{index: DATA.focus}} : {{}});
   viewer.zoom(DATA.focus && DATA.focus.length < 3 ? 0.3 : 0.9);

@@ -56,13 +56,13 @@ def test_sample_spacing_reaches_the_sampler(tmp_path):
 
 def test_generate_valid_samples_rounds_until_it_has_n(monkeypatch):
     """Round sizes follow the validity seen so far; the first n valid seeds are kept; max_seeds caps the search."""
-    from unigem_core import api
+    from unigem_core import api, generation
     from unigem_core.molecule import GeneratedMolecule
 
     def every_third_valid(engine, n, seed=0, **options):
         return [GeneratedMolecule(seed=s, molecule=None, valid=s % 3 == 0) for s in range(seed, seed + n)]
 
-    monkeypatch.setattr(api, "generate", every_third_valid)
+    monkeypatch.setattr(generation, "generate", every_third_valid)
     rounds = []
     kept, tried = api.generate_valid(None, 4, seed=1, on_round=lambda r, size: rounds.append((r, size)))
     assert [g.seed for g in kept] == [3, 6, 9, 12] and tried == 16

@@ -46,11 +46,12 @@ def test_defaults_are_auto():
 
 
 def test_training_hardware_names_the_precision(monkeypatch):
-    from unigem_core.train.loop import hardware
+    from unigem_core.device import describe_hardware
 
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     if torch.cuda.is_available():
         pytest.skip("names the GPU instead")
-    assert hardware("auto").endswith(", fp32") and hardware("bf16").endswith(", bf16")
-    assert torch.backends.cpu.get_cpu_capability() in hardware()
+    assert describe_hardware("auto").endswith(", fp32") and describe_hardware("bf16").endswith(", bf16")
+    assert torch.backends.cpu.get_cpu_capability() in describe_hardware()
+    assert "2 process(es)" in describe_hardware(processes=2)

@@ -45,54 +45,19 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to run the model")
 
 
-def _launch_processes(args, argv: list[str]) -> int:
-    """`unigem train --processes N`: the same command under torchrun, N processes sharing the cores.
-
-    On this 2-core CPU two processes of one thread train about 1.6x faster than one process of two
-    threads (bench/NOTES.md). SIGTERM and Ctrl-C are passed on, so every rank stops with a checkpoint.
-    """
-    import os
-    import signal
-    import socket
-    import subprocess
-
-    rest, skip = [], False
-    for arg in argv:  # drop --processes N / --processes=N
-        if skip:
-            skip = False
-        elif arg == "--processes":
-            skip = True
-        elif not arg.startswith("--processes="):
-            rest.append(arg)
-    threads = args.threads or max(1, (os.cpu_count() or 1) // args.processes)
-    with socket.socket() as sock:  # a free port for the rendezvous
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(args.processes),
-           "--master_addr", "127.0.0.1", "--master_port", str(port), "-m", "unigem_core.cli", *rest]
-    if not args.threads:
-        cmd += ["--threads", str(threads)]
-    # the ranks record the command as typed (with --processes), not the torchrun one, in the run's history
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "UNIGEM_TRAIN_COMMAND": args.command_line}
-    child = subprocess.Popen(cmd, env=env, start_new_session=True)  # signals reach it once, from here
-    forward = lambda signum, frame: child.send_signal(signum)  # noqa: E731
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        return child.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def cmd_train(args) -> int:
     import os
 
     if args.processes > 1 and "RANK" not in os.environ:
-        return _launch_processes(args, args.argv)
+        from unigem_core.train.distributed import launch
+
+        return launch(args.argv, args.processes, args.threads, args.command_line)
     import torch
 
     from unigem_core.config import preset
-    from unigem_core.train.loop import fit, init_distributed
+    from unigem_core.device import resolve_device
+    from unigem_core.train.distributed import init_distributed
+    from unigem_core.train.loop import fit
 
     overrides = {k: v for k, v in {"max_steps": args.max_steps, "max_minutes": args.max_minutes, "lr": args.lr, "warmup_steps": args.warmup_steps,
                                    "cooldown_steps": args.cooldown_steps,
@@ -102,8 +67,6 @@ def cmd_train(args) -> int:
                                    "train_subset": args.train_subset, "val_every": args.val_every}.items() if v is not None}
     if args.threads:
         torch.set_num_threads(args.threads)
-    from unigem_core.api import resolve_device
-
     device = init_distributed(args.device) or resolve_device(args.device)
     config = preset(args.preset).with_train(**overrides)
     run_dir = args.run_dir or Path("runs") / args.preset

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
-import platform
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,18 +16,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from unigem_core.config import DiffusionConfig, TrainConfig, UniGEMConfig
+from unigem_core.config import TrainConfig, UniGEMConfig
 from unigem_core.constants import MAX_ATOMS
 from unigem_core.data.collate import Batch, collate, epoch_batches
 from unigem_core.data.normalizer import PropertyNormalizer
 from unigem_core.data.qm9 import QM9Arrays, load_split
-from unigem_core.diffusion.process import MoleculeLosses, molecule_losses, noise_batch, two_phase_loss
+from unigem_core.device import describe_hardware
+from unigem_core.diffusion.process import MoleculeLosses, molecule_losses, noise_batch
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.model.denoiser import Denoiser
-from unigem_core.precision import autocast, resolve_precision
+from unigem_core.precision import autocast
 from unigem_core.train.checkpoint import TRAINING_FORMAT, atomic_save, inference_state, load_checkpoint, versions
 from unigem_core.train.clip import AdaptiveClipper
+from unigem_core.train.distributed import rank_and_world
 from unigem_core.train.ema import EMA
+from unigem_core.train.stop import StopRequest
+from unigem_core.train.validation import validation_loss, validation_molecules
 
 LOG_FIELDS = ["step", "epoch", "loss", "coord", "atom_type", "prop", "type_accuracy", "lr", "grad_norm",
               "molecules_per_s", "elapsed_s", "val_loss", "val_coord", "val_prop_mae_norm", "val_type_accuracy"]
@@ -57,12 +57,6 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
 
-def _dist_info() -> tuple[int, int]:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     """AdamW with AMSGrad (spec 5); the fused kernel is 2.5-3.3x faster per step on CPU than the per-tensor loop."""
     return torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, amsgrad=tc.amsgrad, fused=True)
@@ -76,7 +70,7 @@ def new_state(config: UniGEMConfig, train: QM9Arrays, device: torch.device) -> T
     return TrainState(config=config, model=model, ema=EMA(model, tc.ema_decay),
                       slow_ema=EMA(model, tc.slow_ema_decay) if tc.slow_ema_decay else None, optimizer=optimizer,
                       clipper=AdaptiveClipper(tc.clip_history),
-                      generator=torch.Generator().manual_seed(tc.seed + 1000 * _dist_info()[0]),
+                      generator=torch.Generator().manual_seed(tc.seed + 1000 * rank_and_world()[0]),
                       normalizer=PropertyNormalizer.fit(train.targets),
                       atom_count_hist=np.bincount(train.n_atoms, minlength=MAX_ATOMS + 1).tolist())
 
@@ -89,7 +83,8 @@ def state_dict(state: TrainState) -> dict:
         "clipper": state.clipper.state_dict(), "generator": state.generator.get_state(),
         "normalizer": {"mean": list(state.normalizer.mean), "mad": list(state.normalizer.mad)},
         "atom_count_hist": list(state.atom_count_hist), "step": state.step, "epoch": state.epoch,
-        "batch_in_epoch": state.batch_in_epoch, "elapsed_s": state.elapsed_s, "hardware": hardware(state.config.train.precision),
+        "batch_in_epoch": state.batch_in_epoch, "elapsed_s": state.elapsed_s,
+        "hardware": describe_hardware(state.config.train.precision, rank_and_world()[1]),
         "history": [dict(segment) for segment in state.history],
     }
 
@@ -118,7 +113,7 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
     clipper.load_state_dict(ckpt["clipper"])
     generator = torch.Generator()
     generator.set_state(ckpt["generator"])
-    rank = _dist_info()[0]
+    rank = rank_and_world()[0]
     if rank:  # checkpoints hold rank 0's noise stream; the other ranks need streams of their own
         generator.manual_seed(tc.seed + 1000 * rank + ckpt["step"])
     norm = ckpt["normalizer"]
@@ -128,28 +123,6 @@ def load_state(path: Path, device: torch.device, overrides: dict | None = None) 
                       atom_count_hist=list(ckpt["atom_count_hist"]), step=ckpt["step"], epoch=ckpt["epoch"],
                       batch_in_epoch=ckpt["batch_in_epoch"], elapsed_s=ckpt["elapsed_s"],
                       history=[dict(segment) for segment in ckpt.get("history", [])])
-
-
-def hardware(precision: str = "auto") -> str:
-    """Where this run trains, e.g. "AMD EPYC CPU (2 cores, AVX2), 2 process(es) x 1 thread(s), fp32"."""
-    world = _dist_info()[1]
-    if torch.cuda.is_available():
-        used = resolve_precision(precision, torch.device("cuda"))
-        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, {world} process(es), {used}"
-    used = resolve_precision(precision, torch.device("cpu"))
-    return (f"{_cpu_name()} CPU ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}), "
-            f"{world} process(es) x {torch.get_num_threads()} thread(s), {used}")
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def learning_rate(tc: TrainConfig, step: int) -> float:
@@ -200,87 +173,10 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
     return {**terms.as_floats(), "loss": float(terms.total), "grad_norm": grad_norm, "lr": state.optimizer.param_groups[0]["lr"]}
 
 
-VAL_BATCH = 128  # molecules per validation pass; with VAL_SEED it fixes the noise each molecule gets
-VAL_SEED = 1234
-
-
-def validation_molecules(n: int) -> QM9Arrays:
-    """The first n molecules of the validation split: the fixed slice validation_loss is measured on."""
-    if n < 1:
-        raise ValueError(f"the validation loss needs at least 1 molecule, not {n}")
-    valid = load_split("valid", progress=False)
-    return valid.subset(np.arange(min(n, len(valid))))
-
-
-@torch.no_grad()
-def validation_loss(model: nn.Module, data: QM9Arrays, schedule: NoiseSchedule, normalizer: PropertyNormalizer,
-                    cfg: DiffusionConfig, precision: str = "auto") -> dict:
-    """The training objective of `model` on `data` under fixed noise, averaged over the molecules.
-
-    The noise comes from one generator seeded VAL_SEED and drawn batch after batch, so two
-    checkpoints (or two points of one run) see the same noise and their numbers compare: this is
-    the val_* columns of a training log and `unigem evaluate --loss`.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator().manual_seed(VAL_SEED)
-    totals = {"val_loss": 0.0, "val_coord": 0.0, "val_prop_mae_norm": 0.0, "val_type_accuracy": 0.0}
-    for start in range(0, len(data), VAL_BATCH):
-        rows = np.arange(start, min(start + VAL_BATCH, len(data)))
-        batch = collate(data, rows).to(device)
-        with autocast(device, precision):
-            terms = two_phase_loss(model, batch, schedule, normalizer, cfg, generator)
-        for key, value in (("val_loss", terms.total), ("val_coord", terms.coord), ("val_prop_mae_norm", terms.prop),
-                           ("val_type_accuracy", terms.type_accuracy)):
-            totals[key] += float(value) * len(rows)
-    return {k: v / max(len(data), 1) for k, v in totals.items()}
-
-
 def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule) -> dict:
     """The EMA model's validation_loss, in the run's precision: the val_* columns of the log."""
     return validation_loss(state.ema.model, data, schedule, state.normalizer, state.config.diffusion,
                            state.config.train.precision)
-
-
-class StopRequest:
-    """SIGTERM or Ctrl-C asks training to stop after the current step, with a checkpoint.
-
-    The same signal a second time aborts at once; a different one is ignored (torchrun answers a
-    Ctrl-C by sending its workers SIGTERM, which must not cut their checkpoint short).
-    """
-
-    def __init__(self) -> None:
-        self.requested: int | None = None  # the signal that asked
-        self._previous: dict = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested == signum:
-            raise KeyboardInterrupt
-        if self.requested is None:
-            self.requested = signum
-            print(f"\n{signal.Signals(signum).name}: stopping after this step, with a checkpoint "
-                  "(send it again to abort at once)", flush=True)
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGTERM, signal.SIGINT)}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def agreed(self, world: int, also: bool = False) -> bool:
-        """Whether to stop now (a signal, or `also`: this rank's own reason, such as its time budget).
-
-        Under DDP every rank calls this at every step and all stop together when any one wants to;
-        a rank that left alone would leave the others waiting in their next collective.
-        """
-        if world == 1:
-            return self.requested is not None or also
-        flag = torch.tensor([float(self.requested is not None or also)])
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
 
 
 def save(state: TrainState, run_dir: Path) -> None:
@@ -301,7 +197,7 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     """
     from tqdm import tqdm
 
-    rank, world = _dist_info()
+    rank, world = rank_and_world()
     run_dir = Path(run_dir)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -319,7 +215,7 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     if tc.batch_size % world:
         raise ValueError(f"batch size {tc.batch_size} does not split evenly over {world} processes")
     state.history.append({"from_step": state.step, "to_step": state.step, "command": command,
-                          "hardware": hardware(tc.precision), "elapsed_from": round(state.elapsed_s, 1),
+                          "hardware": describe_hardware(tc.precision, world), "elapsed_from": round(state.elapsed_s, 1),
                           "seconds": 0.0, "ended": "running"})
     schedule = NoiseSchedule(state.config.diffusion.num_steps, state.config.diffusion.power, state.config.diffusion.precision)
     net: nn.Module = state.model
@@ -382,16 +278,3 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
                     atomic_save(inference_state(state_dict(state)), run_dir / "snapshots" / f"epoch{state.epoch:04d}.pt")
     bar.close()
     return state
-
-
-def init_distributed(device_name: str) -> torch.device | None:
-    """Join the torchrun process group when launched by torchrun; returns this rank's device."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return None
-    use_cuda = device_name != "cpu" and torch.cuda.is_available()
-    torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    if use_cuda:
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")

@@ -1,0 +1,53 @@
+"""Where the work runs: the device to use, the CPU threads, and a description of the hardware.
+
+The description goes into every training run's history and the model card ("AMD EPYC CPU (2 cores,
+AVX2), 2 process(es) x 1 thread(s), fp32"), so a reader knows what the hours were spent on.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from unigem_core.precision import resolve_precision
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU; asking for 'cuda' without a GPU is a clear error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("no CUDA GPU is available on this machine; use --device cpu or auto")
+        return torch.device("cuda")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"unknown device {name!r}; choose auto, cpu or cuda")
+
+
+def set_cpu_threads(n: int) -> None:
+    """Threads torch uses for CPU work in this process (a process-wide setting)."""
+    torch.set_num_threads(max(1, int(n)))
+
+
+def describe_hardware(precision: str = "auto", processes: int = 1) -> str:
+    """What a run of `processes` processes computes on, with the precision "auto" resolves to there."""
+    if torch.cuda.is_available():
+        used = resolve_precision(precision, torch.device("cuda"))
+        return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, {processes} process(es), {used}"
+    used = resolve_precision(precision, torch.device("cpu"))
+    return (f"{cpu_name()} CPU ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}), "
+            f"{processes} process(es) x {torch.get_num_threads()} thread(s), {used}")
+
+
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC 9B45"), or the best platform can say."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

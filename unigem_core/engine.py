@@ -1,0 +1,127 @@
+"""A loaded model (`Engine`) and the one property call every path shares: the growth branch at t = 0.
+
+`load_model` reads the shipped inference file (checked against the model card's sha256) or a
+training checkpoint's EMA weights; `predict_properties` is what prediction, generation and
+evaluation all call, so a molecule gets the same numbers wherever it comes from.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unigem_core.config import UniGEMConfig
+from unigem_core.constants import PROPERTIES
+from unigem_core.data.normalizer import PropertyNormalizer
+from unigem_core.device import resolve_device
+from unigem_core.diffusion.schedule import NoiseSchedule
+from unigem_core.geometry import remove_mean
+from unigem_core.model.denoiser import Denoiser
+from unigem_core.molecule import Molecule, check_domain
+from unigem_core.precision import autocast
+from unigem_core.train.checkpoint import INFERENCE_FORMAT, TRAINING_FORMAT, CheckpointError, load_checkpoint
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "unigem.pt"
+MODEL_CARD = CHECKPOINT_DIR / "model_card.json"
+
+
+@dataclass
+class Engine:
+    """A loaded model, ready for inference. Never mutated after load_model, so it can be shared."""
+
+    model: Denoiser  # EMA weights, eval mode
+    config: UniGEMConfig
+    schedule: NoiseSchedule
+    normalizer: PropertyNormalizer
+    atom_count_probs: np.ndarray  # [MAX_ATOMS + 1] training histogram of atom counts, normalised
+    device: torch.device
+    checkpoint: Path
+    info: dict = field(default_factory=dict)  # step, epoch, elapsed time of the checkpoint
+
+    @property
+    def num_steps(self) -> int:
+        return self.config.diffusion.num_steps
+
+    @property
+    def t_n(self) -> int:
+        return self.config.diffusion.t_n
+
+
+def model_card(path: Path = MODEL_CARD) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _expected_sha(checkpoint: Path) -> str | None:
+    card = model_card(checkpoint.parent / "model_card.json")
+    if not card:
+        return None
+    return card.get("files", {}).get(checkpoint.name, {}).get("sha256")
+
+
+def load_model(checkpoint: str | Path | None = None, device: str = "auto") -> Engine:
+    """Load an inference file (or a training checkpoint, using its EMA weights) onto a device."""
+    path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
+    state = load_checkpoint(path, sha256=_expected_sha(path))
+    if state["format"] == TRAINING_FORMAT:
+        weights = state["ema"]
+    elif state["format"] == INFERENCE_FORMAT:
+        weights = state["model"]
+    else:
+        raise CheckpointError(f"checkpoint {path} has unknown format {state['format']!r}")
+    config = UniGEMConfig.from_dict(state["config"])
+    model = Denoiser(config)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path} does not fit the {config.preset!r} architecture it declares "
+                              f"({str(exc).splitlines()[0]})") from None
+    dev = resolve_device(device)
+    model = model.to(dev).eval().requires_grad_(False)
+    norm = state["normalizer"]
+    hist = np.asarray(state["atom_count_hist"], dtype=np.float64)
+    info = {k: state.get(k) for k in ("step", "epoch", "elapsed_s")}
+    return Engine(model=model, config=config, schedule=NoiseSchedule(config.diffusion.num_steps, config.diffusion.power,
+                  config.diffusion.precision), normalizer=PropertyNormalizer(tuple(norm["mean"]), tuple(norm["mad"])),
+                  atom_count_probs=hist / hist.sum(), device=dev, checkpoint=path, info=info)
+
+
+def to_report_units(normalised: np.ndarray, normalizer: PropertyNormalizer) -> list[dict[str, float]]:
+    """[M, 12] normalised predictions -> one {key: value in reporting units} per molecule."""
+    values = np.asarray(normalised, dtype=np.float64) * np.asarray(normalizer.mad) + np.asarray(normalizer.mean)
+    scale = np.array([p.report_scale for p in PROPERTIES])
+    return [{p.key: float(v) for p, v in zip(PROPERTIES, row)} for row in values * scale]
+
+
+def check_model_domain(mol: Molecule) -> None:
+    """Refuse a molecule outside what the model was trained on (elements, size), with one readable line."""
+    check_domain(sorted(set(mol.symbols)), mol.n_atoms)
+
+
+@torch.inference_mode()
+def predict_properties(engine: Engine, molecules: list[Molecule], batch_size: int = 128,
+                       precision: str = "fp32") -> list[dict[str, float]]:
+    """All twelve properties of given molecules: the growth branch at t = 0 on their geometry (spec 7)."""
+    for mol in molecules:
+        check_model_domain(mol)
+    order = sorted(range(len(molecules)), key=lambda i: molecules[i].n_atoms)
+    by_index: dict[int, dict[str, float]] = {}
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        n_max = max(molecules[i].n_atoms for i in idx)
+        x = torch.zeros(len(idx), n_max, 3)
+        mask = torch.zeros(len(idx), n_max, dtype=torch.bool)
+        for row, i in enumerate(idx):
+            x[row, :molecules[i].n_atoms] = torch.from_numpy(molecules[i].positions).float()
+            mask[row, :molecules[i].n_atoms] = True
+        x, mask = remove_mean(x, mask).to(engine.device), mask.to(engine.device)
+        t = torch.zeros(len(idx), dtype=torch.long, device=engine.device)
+        with autocast(engine.device, precision):
+            props = engine.model(x, t, mask, growth=True).properties
+        for i, p in zip(idx, to_report_units(props.float().cpu().numpy(), engine.normalizer)):
+            by_index[i] = p
+    return [by_index[i] for i in range(len(molecules))]

@@ -71,6 +71,14 @@ def model_card() -> dict | None:
     return card if isinstance(card, dict) else None
 
 
+def typical_errors() -> dict[str, float]:
+    """The shipped model's test-split MAE per property ({key: value in reporting units}); {} without a card."""
+    mae = ((model_card() or {}).get("properties") or {}).get("mae")
+    if not isinstance(mae, dict):
+        return {}
+    return {k: float(v) for k, v in mae.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 class JobSlots:
     """A counting semaphore that also says how many slots are taken, for the "waiting" message."""
 

@@ -80,11 +80,43 @@ class PredictionRun:
 PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p in PROPERTIES}
 
 
-def property_rows(properties: dict[str, float] | None) -> pd.DataFrame:
-    """The twelve properties of one molecule as a small table: property, value, unit."""
-    return pd.DataFrame([{"Property": p.label, "Symbol": p.key,
-                          "Value": None if properties is None else properties.get(p.key), "Unit": p.report_unit}
-                         for p in PROPERTIES])
+TYPICAL_ERROR = "Typical error (±)"  # the column of property_rows that holds the model's test MAE
+
+
+def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
+                  in_file: dict[str, float] | None = None) -> pd.DataFrame:
+    """The twelve properties of one molecule as a small table: property, predicted value, unit.
+
+    `typical_error` (the model card's test-split MAE per property) adds how far off a prediction
+    typically is; `in_file` (values read from the input's SD tags) adds them and the prediction's
+    difference from them, so a chemist who knows the answer sees at once how close the model came.
+    """
+    rows = []
+    for p in PROPERTIES:
+        value = None if properties is None else properties.get(p.key)
+        row = {"Property": p.label, "Symbol": p.key, "Predicted": value}
+        if typical_error:
+            row[TYPICAL_ERROR] = typical_error.get(p.key)
+        row["Unit"] = p.report_unit
+        if in_file:
+            known = in_file.get(p.key)
+            row["In file"] = known
+            row["Predicted - file"] = None if value is None or known is None else value - known
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def property_columns() -> dict:
+    """Streamlit column settings for a property_rows table: four significant digits, and what each column means."""
+    import streamlit as st
+
+    number = st.column_config.NumberColumn
+    return {"Predicted": number(format="%.4g"),
+            TYPICAL_ERROR: number(format="%.2g", help="The model's mean absolute error for this property on the "
+                                  "13,083 molecules of the QM9 test split (Model page): how far off a prediction "
+                                  "typically is"),
+            "In file": number(format="%.4g", help="The value given in the uploaded file's SD tags"),
+            "Predicted - file": number(format="%.3g")}
 
 
 def generation_table(run: GenerationRun, indices: list[int] | None = None) -> pd.DataFrame:

@@ -253,6 +253,38 @@ def test_predict_answers_good_records_and_explains_refusals():
     assert len(iframes(at)) == 1  # the selected record's 3D view
     detail = at.dataframe[1].value
     assert len(detail) == 12 and detail["Unit"].tolist() == [p.report_unit for p in PROPERTIES]
+    from app import resources
+    from app.state import TYPICAL_ERROR
+
+    card_mae = resources.model_card()["properties"]["mae"]  # the shipped card: each prediction's typical error
+    assert detail[TYPICAL_ERROR].tolist() == [card_mae[p.key] for p in PROPERTIES]
+
+
+def test_property_rows_show_typical_error_and_the_files_own_values():
+    from app.state import TYPICAL_ERROR, property_rows
+
+    predicted = {p.key: float(i) for i, p in enumerate(PROPERTIES)}
+    plain = property_rows(predicted)
+    assert list(plain.columns) == ["Property", "Symbol", "Predicted", "Unit"]
+    assert plain["Predicted"].tolist() == list(range(12))
+    table = property_rows(predicted, {"gap": 79.5}, {"gap": 6800.0, "mu": 1.5}).set_index("Symbol")
+    assert list(table.columns) == ["Property", "Predicted", TYPICAL_ERROR, "Unit", "In file", "Predicted - file"]
+    assert table.loc["gap", TYPICAL_ERROR] == 79.5 and table[TYPICAL_ERROR].isna().sum() == 11
+    assert table.loc["gap", "Predicted - file"] == predicted["gap"] - 6800.0
+    assert table.loc["mu", "Predicted - file"] == predicted["mu"] - 1.5
+    assert table["In file"].isna().sum() == 10  # only the tags the file has
+
+
+def test_typical_errors_come_from_the_card(monkeypatch, tmp_path):
+    from app import resources
+
+    card = tmp_path / "card.json"
+    monkeypatch.setenv("UNIGEM_MODEL_CARD", str(card))
+    assert resources.typical_errors() == {}  # no card
+    card.write_text(json.dumps({"properties": {"mae": {"gap": 79.5, "mu": "n/a", "alpha": True}}}))
+    assert resources.typical_errors() == {"gap": 79.5}  # numbers only
+    card.write_text(json.dumps({"properties": {"mae": [1, 2]}}))
+    assert resources.typical_errors() == {}
 
 
 def test_predict_without_input_says_so():

@@ -11,7 +11,7 @@ import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
 from app.state import (PROPERTY_FORMATS, GenerationRun, describe_problems, generation_table, named_molecules,
-                       property_rows, to_csv)
+                       property_columns, property_rows, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
 from unigem_core.metrics import ValenceProblem
@@ -74,7 +74,7 @@ def _valence_caption(problems: list[ValenceProblem]) -> None:
                     "Hover over an atom in the view to see its label.")
 
 
-def _card(run: GenerationRun, i: int) -> None:
+def _card(run: GenerationRun, i: int, typical_error: dict[str, float]) -> None:
     g = run.molecules[i]
     with st.container(border=True):
         st.markdown(f"**#{i + 1} · {g.molecule.formula}** · {g.molecule.n_atoms} atoms · seed {g.seed}")
@@ -94,16 +94,19 @@ def _card(run: GenerationRun, i: int) -> None:
         else:
             st.caption("No SMILES: RDKit cannot sanitise this molecule.")
         with st.expander("12 predicted properties"):
-            st.dataframe(property_rows(g.molecule.properties), hide_index=True, width="stretch",
-                         column_config={"Value": st.column_config.NumberColumn(format="%.6g")})
+            st.dataframe(property_rows(g.molecule.properties, typical_error), hide_index=True, width="stretch",
+                         column_config=property_columns())
         if g.trajectory is not None and st.button("Watch it form", icon=":material/play_circle:",
                                                   key=f"traj_{i}", width="stretch"):
             st.session_state[SELECTED] = i
             st.switch_page("views/trajectory.py")
 
 
-def show_gallery(run: GenerationRun) -> None:
-    """Everything below the Generate button once molecules exist."""
+def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = None) -> None:
+    """Everything below the Generate button once molecules exist.
+
+    `typical_error` (the model card's test MAE per property) goes beside each molecule's predictions.
+    """
     _summary(run)
     only_valid = run.seeds_tried is None and st.toggle("Show only valid molecules", key="gen_only_valid")
     indices = [i for i, g in enumerate(run.molecules) if g.valid or not only_valid]
@@ -119,7 +122,7 @@ def show_gallery(run: GenerationRun) -> None:
     for row in range(0, len(shown), COLUMNS):
         for col, i in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
             with col:
-                _card(run, i)
+                _card(run, i, typical_error or {})
     st.subheader("All properties")
     st.caption(", ".join(f"{p.key}: {p.label}" for p in PROPERTIES))
     st.dataframe(generation_table(run, indices), hide_index=True, width="stretch",

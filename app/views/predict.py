@@ -13,9 +13,9 @@ import streamlit as st
 
 from app import resources
 from app.components.viewer import show_molecule
-from app.state import PREDICTION, PROPERTY_FORMATS, PredictionRun, to_csv
+from app.state import PREDICTION, PROPERTY_FORMATS, PredictionRun, property_columns, property_rows, to_csv
 from unigem_core import api
-from unigem_core.constants import MAX_ATOMS, PROPERTIES
+from unigem_core.constants import MAX_ATOMS
 from unigem_core.io import parse_text, read_molecules
 from unigem_core.molecule import Record
 
@@ -120,11 +120,8 @@ def _detail(run: PredictionRun) -> None:
     with left:
         show_molecule(rec.molecule.symbols, rec.molecule.positions, height=380, title=label(k))
     with right:
-        reference = rec.molecule.properties or {}
-        table = pd.DataFrame([{"Property": p.label, "Predicted": pred.properties[p.key], "Unit": p.report_unit,
-                               **({"In file": reference.get(p.key)} if reference else {})} for p in PROPERTIES])
-        st.dataframe(table, hide_index=True, width="stretch", height=460,
-                     column_config={c: st.column_config.NumberColumn(format="%.6g") for c in ("Predicted", "In file")})
+        table = property_rows(pred.properties, resources.typical_errors(), rec.molecule.properties)
+        st.dataframe(table, hide_index=True, width="stretch", height=460, column_config=property_columns())
 
 
 def render() -> None:

@@ -80,7 +80,7 @@ class PredictionRun:
 PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p in PROPERTIES}
 
 
-TYPICAL_ERROR = "Typical error (±)"  # the column of property_rows that holds the model's test MAE
+TYPICAL_ERROR = "Typical error"  # the column of property_rows that holds the model's test MAE
 
 
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
@@ -101,22 +101,22 @@ def property_rows(properties: dict[str, float] | None, typical_error: dict[str, 
         if in_file:
             known = in_file.get(p.key)
             row["In file"] = known
-            row["Predicted - file"] = None if value is None or known is None else value - known
+            row["Difference"] = None if value is None or known is None else value - known
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def property_columns() -> dict:
-    """Streamlit column settings for a property_rows table: four significant digits, and what each column means."""
+    """Streamlit column settings for a property_rows table: number formats, and what each column means."""
     import streamlit as st
 
     number = st.column_config.NumberColumn
-    return {"Predicted": number(format="%.4g"),
-            TYPICAL_ERROR: number(format="%.2g", help="The model's mean absolute error for this property on the "
+    return {"Predicted": number(format="%.6g"),
+            TYPICAL_ERROR: number(format="%.3g", help="The model's mean absolute error for this property on the "
                                   "13,083 molecules of the QM9 test split (Model page): how far off a prediction "
                                   "typically is"),
-            "In file": number(format="%.4g", help="The value given in the uploaded file's SD tags"),
-            "Predicted - file": number(format="%.3g")}
+            "In file": number(format="%.6g", help="The value given in the uploaded file's SD tags"),
+            "Difference": number(format="%.3g", help="Predicted minus the value in the file")}
 
 
 def generation_table(run: GenerationRun, indices: list[int] | None = None) -> pd.DataFrame:

@@ -268,10 +268,10 @@ def test_property_rows_show_typical_error_and_the_files_own_values():
     assert list(plain.columns) == ["Property", "Symbol", "Predicted", "Unit"]
     assert plain["Predicted"].tolist() == list(range(12))
     table = property_rows(predicted, {"gap": 79.5}, {"gap": 6800.0, "mu": 1.5}).set_index("Symbol")
-    assert list(table.columns) == ["Property", "Predicted", TYPICAL_ERROR, "Unit", "In file", "Predicted - file"]
+    assert list(table.columns) == ["Property", "Predicted", TYPICAL_ERROR, "Unit", "In file", "Difference"]
     assert table.loc["gap", TYPICAL_ERROR] == 79.5 and table[TYPICAL_ERROR].isna().sum() == 11
-    assert table.loc["gap", "Predicted - file"] == predicted["gap"] - 6800.0
-    assert table.loc["mu", "Predicted - file"] == predicted["mu"] - 1.5
+    assert table.loc["gap", "Difference"] == predicted["gap"] - 6800.0
+    assert table.loc["mu", "Difference"] == predicted["mu"] - 1.5
     assert table["In file"].isna().sum() == 10  # only the tags the file has
 
 

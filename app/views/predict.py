@@ -116,12 +116,16 @@ def _detail(run: PredictionRun) -> None:
 
     k = st.selectbox("Record", good, format_func=label, key="pred_pick")
     rec, pred = run.records[k], run.predictions[k]
-    left, right = st.columns([3, 2], gap="large")
+    table = property_rows(pred.properties, resources.typical_errors(), rec.molecule.properties)
+    if rec.molecule.properties:  # the file's own values and the differences need the page's width
+        show_molecule(rec.molecule.symbols, rec.molecule.positions, height=320, title=label(k))
+        st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=property_columns())
+        return
+    left, right = st.columns([2, 3], gap="large")
     with left:
         show_molecule(rec.molecule.symbols, rec.molecule.positions, height=380, title=label(k))
     with right:
-        table = property_rows(pred.properties, resources.typical_errors(), rec.molecule.properties)
-        st.dataframe(table, hide_index=True, width="stretch", height=460, column_config=property_columns())
+        st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=property_columns())
 
 
 def render() -> None:

@@ -81,6 +81,8 @@ PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p
 
 
 TYPICAL_ERROR = "Typical error"  # the column of property_rows that holds the model's test MAE
+TYPICAL_ERROR_HELP = ("The model's mean absolute error for this property on the 13,083 molecules of the QM9 test "
+                      "split (Model page): how far off a prediction typically is")
 
 
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
@@ -112,9 +114,7 @@ def property_columns() -> dict:
 
     number = st.column_config.NumberColumn
     return {"Predicted": number(format="%.6g"),
-            TYPICAL_ERROR: number(format="%.3g", help="The model's mean absolute error for this property on the "
-                                  "13,083 molecules of the QM9 test split (Model page): how far off a prediction "
-                                  "typically is"),
+            TYPICAL_ERROR: number(format="%.3g", help=TYPICAL_ERROR_HELP),
             "In file": number(format="%.6g", help="The value given in the uploaded file's SD tags"),
             "Difference": number(format="%.3g", help="Predicted minus the value in the file")}
 

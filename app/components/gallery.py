@@ -10,8 +10,8 @@ from __future__ import annotations
 import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
-from app.state import (PROPERTY_FORMATS, GenerationRun, describe_problems, generation_table, named_molecules,
-                       property_columns, property_rows, to_csv)
+from app.state import (PROPERTY_FORMATS, TYPICAL_ERROR, TYPICAL_ERROR_HELP, GenerationRun, describe_problems,
+                       generation_table, named_molecules, property_columns, property_rows, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
 from unigem_core.metrics import ValenceProblem
@@ -94,8 +94,11 @@ def _card(run: GenerationRun, i: int, typical_error: dict[str, float]) -> None:
         else:
             st.caption("No SMILES: RDKit cannot sanitise this molecule.")
         with st.expander("12 predicted properties"):
+            # a card is narrow: the symbols stand for the names (listed under "All properties")
+            columns = {**property_columns(), "Symbol": st.column_config.TextColumn("Property"),
+                       TYPICAL_ERROR: st.column_config.NumberColumn("±", format="%.2g", help=TYPICAL_ERROR_HELP)}
             st.dataframe(property_rows(g.molecule.properties, typical_error), hide_index=True, width="stretch",
-                         column_config=property_columns())
+                         column_order=["Symbol", "Predicted", TYPICAL_ERROR, "Unit"], column_config=columns)
         if g.trajectory is not None and st.button("Watch it form", icon=":material/play_circle:",
                                                   key=f"traj_{i}", width="stretch"):
             st.session_state[SELECTED] = i

@@ -53,10 +53,12 @@ class Engine:
 
 
 def model_card(path: Path = MODEL_CARD) -> dict | None:
+    """The model card (JSON) at `path`, or None where there is none."""
     return json.loads(path.read_text()) if path.exists() else None
 
 
 def _expected_sha(checkpoint: Path) -> str | None:
+    """The sha256 the card beside `checkpoint` records for it: a shipped file that does not match is refused."""
     card = model_card(checkpoint.parent / "model_card.json")
     if not card:
         return None

@@ -128,6 +128,23 @@ def test_evaluate_json_contract(capsys):
         assert 0.0 <= result[key] <= 1.0
     assert set(result["mae"]) == {p.key for p in PROPERTIES}
     assert result["command"].startswith("unigem evaluate") and result["spacing"] == 3.0
+    assert "resample" not in result  # plain ancestral sampling unless asked
+
+
+def test_evaluate_and_sample_take_resampling(tmp_path, capsys):
+    assert main(["evaluate", "--n", "2", "--steps", "10", "--resample", "2", "--resample-below", "300", "--no-novelty",
+                 "--precision", "fp32", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["resample"] == 2 and result["resample_below"] == 300
+    paths = {}
+    for resample in ("0", "1"):
+        out = tmp_path / f"r{resample}.xyz"
+        assert main(["sample", "--n", "1", "--steps", "12", "--seed", "2", "--precision", "fp32", "--resample", resample,
+                     "--out", str(out)]) == 0
+        paths[resample] = out.read_text()
+    assert paths["0"] != paths["1"]
+    assert main(["sample", "--n", "1", "--steps", "12", "--resample", "-1", "--out", str(tmp_path / "x.xyz")]) == 2
+    assert "cannot be negative" in capsys.readouterr().err
 
 
 def test_evaluate_loss_alone(capsys):

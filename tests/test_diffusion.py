@@ -157,6 +157,40 @@ def test_sampler_records_two_phase_trajectory(tiny_config):
         assert np.allclose(pos.mean(0), 0, atol=1e-4)
 
 
+def test_resampling_repeats_the_late_steps_and_keeps_seeds_per_molecule(tiny_config):
+    """resample=R takes each step ending below resample_below R more times; seed k is still one molecule."""
+    from unigem_core.diffusion.sampler import network_calls
+    from unigem_core.model.denoiser import Denoiser
+
+    torch.manual_seed(0)
+    model = Denoiser(tiny_config).eval()
+    schedule = NoiseSchedule()
+    ts = timesteps(1000, 10, 30)
+    late = sum(s < 100 for s in ts[1:])
+    assert 0 < late < 30
+    plain = SamplerOptions(steps=30, precision="fp32")
+    opts = SamplerOptions(steps=30, precision="fp32", resample=2, record_trajectory=True, nucleation_frames=10)
+    assert network_calls(ts, plain) == 31 and network_calls(ts, opts) == 31 + 2 * late
+
+    calls = []
+    net_forward = model.forward
+    model.forward = lambda *args, **kwargs: calls.append(int(args[1][0])) or net_forward(*args, **kwargs)
+    seen = []
+    alone = sample(model, schedule, [7], [42], opts, on_progress=lambda done, total: seen.append((done, total)))
+    model.forward = net_forward
+    assert len(calls) == network_calls(ts, opts) and seen[-1] == (len(calls), len(calls))
+    assert [done for done, _ in seen] == list(range(1, len(calls) + 1))
+    assert calls.count(ts[-2]) == 3 and calls.count(ts[0]) == 1  # the last step before t = 0, and the first one
+    frames = [f.t for f in alone.trajectories[0].frames]
+    assert len(frames) == len(set(frames))  # one frame per step, whatever its rounds
+
+    batch = sample(model, schedule, [5, 7, 12], [3, 42, 9], opts)
+    assert np.allclose(alone.positions[0], batch.positions[1], atol=1e-4)
+    assert (alone.types[0] == batch.types[1]).all()
+    without = sample(model, schedule, [7], [42], plain)
+    assert not np.allclose(alone.positions[0], without.positions[0], atol=1e-3)
+
+
 def test_compiled_sampler_gives_the_same_molecule(tiny_config):
     """SamplerOptions(compile=True): torch.compile with frozen weights samples what eager sampling does."""
     from unigem_core.diffusion.sampler import compiled

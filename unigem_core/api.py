@@ -12,8 +12,9 @@ from typing import Callable
 
 import numpy as np
 
-from unigem_core.constants import PROPERTIES, STEP_SPACING
+from unigem_core.constants import PROPERTIES
 from unigem_core.device import resolve_device, set_cpu_threads
+from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
                                 model_card, predict_properties, to_report_units)
 from unigem_core.generation import generate, generate_valid
@@ -72,22 +73,25 @@ def predictions_table(predictions: list[Prediction]) -> list[dict]:
     return rows
 
 
-def evaluate_generation(engine: Engine, n: int = 1000, steps: int | None = None, seed: int = 0, batch_size: int = 100,
-                        novelty: bool = True, on_progress: Callable[[int, int], None] | None = None,
-                        processes: int = 1, compile: bool = False, precision: str = "auto",
-                        spacing: float = STEP_SPACING) -> dict:
-    """Stability, validity, uniqueness and novelty of n generated molecules (spec 8)."""
+def evaluate_generation(engine: Engine, n: int = 1000, seed: int = 0, batch_size: int = 100, novelty: bool = True,
+                        on_progress: Callable[[int, int], None] | None = None, processes: int = 1, **sampling) -> dict:
+    """Stability, validity, uniqueness and novelty of n generated molecules (spec 8).
+
+    `sampling` are `SamplerOptions` fields, as for `generate`; the result says which were used.
+    """
     from unigem_core.metrics import generation_metrics, training_smiles
 
+    options = SamplerOptions(**sampling)
     start = time.perf_counter()
-    mols = generate(engine, n, steps=steps, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes,
-                    compile=compile, precision=precision, spacing=spacing)
+    mols = generate(engine, n, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes, **sampling)
     elapsed = time.perf_counter() - start
     metrics = generation_metrics([g.molecule for g in mols], training_smiles() if novelty else None)
-    metrics.update(steps=steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device),
-                   precision=resolve_precision(precision, engine.device))
-    if steps is not None and steps < engine.num_steps:
-        metrics["spacing"] = spacing
+    metrics.update(steps=options.steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device),
+                   precision=resolve_precision(options.precision, engine.device))
+    if options.steps is not None and options.steps < engine.num_steps:
+        metrics["spacing"] = options.spacing
+    if options.resample:
+        metrics.update(resample=options.resample, resample_below=options.resample_below)
     return metrics
 
 

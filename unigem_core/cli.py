@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from unigem_core.constants import STEP_SPACING
+from unigem_core.constants import RESAMPLE_BELOW, STEP_SPACING
 from unigem_core.molecule import MoleculeInputError
 from unigem_core.precision import CHOICES as PRECISIONS
 
@@ -33,6 +33,11 @@ def _add_steps_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", type=float, default=STEP_SPACING,
                    help=f"with fewer steps than T, how the nucleation steps are spread: 1 = evenly, larger = denser "
                         f"at low noise, where the bonds settle (default {STEP_SPACING:g})")
+    p.add_argument("--resample", type=int, default=0, help="take each step that ends below --resample-below this many "
+                   "more times, going back through the forward process first: a corrector for the late steps, "
+                   "one network call per extra round (default 0)")
+    p.add_argument("--resample-below", type=int, default=RESAMPLE_BELOW, help=f"where resampling starts "
+                   f"(default t = {RESAMPLE_BELOW})")
 
 
 def _add_precision_arg(p: argparse.ArgumentParser, work: str = "sampling") -> None:
@@ -123,7 +128,7 @@ def cmd_sample(args) -> int:
     bar = _ProgressBar("sampling")
     options = dict(steps=args.steps, n_atoms=args.atoms, record_trajectory=args.trajectory is not None,
                    on_progress=bar, precision=args.precision, processes=args.processes, compile=args.compile,
-                   spacing=args.spacing)
+                   spacing=args.spacing, resample=args.resample, resample_below=args.resample_below)
     if args.valid_only:
         mols, tried = api.generate_valid(engine, args.n, seed=args.seed, **options)
         bar.close()
@@ -157,10 +162,10 @@ def cmd_evaluate(args) -> int:
         result = {}
         if args.n > 0:
             bar = _ProgressBar("sampling")
-            result = api.evaluate_generation(engine, n=args.n, steps=args.steps, seed=args.seed,
-                                             novelty=not args.no_novelty, on_progress=bar, processes=args.processes,
-                                             compile=args.compile, precision=args.precision,
-                                             spacing=args.spacing)
+            result = api.evaluate_generation(engine, n=args.n, seed=args.seed, novelty=not args.no_novelty,
+                                             on_progress=bar, processes=args.processes, steps=args.steps,
+                                             compile=args.compile, precision=args.precision, spacing=args.spacing,
+                                             resample=args.resample, resample_below=args.resample_below)
             bar.close()
         if args.loss:
             result.update(api.evaluate_loss(engine, limit=args.limit, precision=args.precision))

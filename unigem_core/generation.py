@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from unigem_core.constants import ELEMENTS, MAX_ATOMS, STEP_SPACING
+from unigem_core.constants import ELEMENTS, MAX_ATOMS
 from unigem_core.diffusion.sampler import SamplerOptions, sample
 from unigem_core.engine import Engine, load_model, predict_properties
 from unigem_core.molecule import GeneratedMolecule, Molecule
@@ -23,19 +23,18 @@ def draw_atom_count(probs: np.ndarray, seed: int) -> int:
     return int(np.random.default_rng([seed, 7]).choice(len(probs), p=probs))
 
 
-def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | None = None, seed: int = 0,
-             record_trajectory: bool = False, batch_size: int = 64, precision: str = "auto",
+def generate(engine: Engine, n: int, n_atoms: int | None = None, seed: int = 0, batch_size: int = 64,
              on_progress: Callable[[int, int], None] | None = None, processes: int = 1,
-             compile: bool = False, spacing: float = STEP_SPACING) -> list[GeneratedMolecule]:
+             **sampling) -> list[GeneratedMolecule]:
     """Sample n molecules with seeds seed..seed+n-1, type them, predict their properties and check them.
 
-    on_progress(done, total) counts network calls over all batches. `processes` > 1 (CPU only) shares
-    the batches out over that many worker processes, each with its share of the torch threads: on a
-    2-core CPU two one-thread processes sample faster than one two-thread process (bench/NOTES.md).
-    Molecule k is the same whichever process or batch samples it (up to float rounding).
-    `compile` runs the network through torch.compile (`sampler.compiled`): worth it for long runs
-    (many steps), as each new batch shape costs about a minute of compiling on CPU first.
-    `spacing` spreads fewer than T steps over the nucleation phase (`sampler.timesteps`).
+    `sampling` are the fields of `SamplerOptions`: steps, spacing, resample, precision, compile,
+    record_trajectory. on_progress(done, total) counts network calls over all batches. `processes`
+    > 1 (CPU only) shares the batches out over that many worker processes, each with its share of
+    the torch threads: on a 2-core CPU two one-thread processes sample faster than one two-thread
+    process (bench/NOTES.md). Molecule k is the same whichever process or batch samples it (up to
+    float rounding). `compile` is worth it for long runs only, as each new batch shape first costs
+    about a minute of compiling on CPU (`sampler.compiled`).
     """
     if n < 1:
         raise ValueError("the number of molecules must be at least 1")
@@ -48,8 +47,7 @@ def generate(engine: Engine, n: int, steps: int | None = None, n_atoms: int | No
     order = sorted(range(n), key=lambda k: counts[k])  # similar sizes share a batch: less padding
     chunks = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     jobs = [([counts[k] for k in chunk], [seeds[k] for k in chunk]) for chunk in chunks]
-    options = SamplerOptions(steps=steps, spacing=spacing, record_trajectory=record_trajectory, precision=precision,
-                             compile=compile)
+    options = SamplerOptions(**sampling)
     progress = _ChunkProgress(len(jobs), on_progress)
     if processes > 1 and engine.device.type == "cpu" and len(jobs) > 1:
         outputs = _generate_in_processes(engine, jobs, options, min(processes, len(jobs)), progress)

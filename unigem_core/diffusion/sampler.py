@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from unigem_core.constants import STEP_SPACING
+from unigem_core.constants import RESAMPLE_BELOW, STEP_SPACING
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import batch_noise, remove_mean
 from unigem_core.molecule import Frame, Trajectory
@@ -30,6 +30,12 @@ class SamplerOptions:
     nucleation_frames: int = 100  # frames kept from the nucleation phase; every growth-phase step is kept
     precision: str = "auto"  # the network's dense work: "bf16", "fp32" or "auto" (bf16 where native; unigem_core.precision)
     compile: bool = False  # run the network through torch.compile (see `compiled`): faster calls after a slow first one
+    resample: int = 0  # extra rounds of each step that ends below t = resample_below (`sample`); 0 = plain ancestral
+    resample_below: int = RESAMPLE_BELOW
+
+    def __post_init__(self) -> None:
+        if self.resample < 0:
+            raise ValueError(f"resample counts extra rounds and cannot be negative, not {self.resample}")
 
 
 @dataclass
@@ -134,10 +140,24 @@ def compiled(model: torch.nn.Module) -> Callable:
     return net
 
 
+def network_calls(ts: list[int], options: SamplerOptions) -> int:
+    """How many times `sample` calls the network over the descending steps `ts`, the final t = 0 call included."""
+    rounds = sum(1 + (options.resample if s < options.resample_below else 0) for s in ts[1:])
+    return rounds + 1
+
+
 @torch.inference_mode()
 def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int], options: SamplerOptions = SamplerOptions(),
            on_progress: ProgressCallback | None = None, on_frame: FrameCallback | None = None) -> SampleResult:
-    """Generate len(seeds) molecules with the given atom counts. The model's device is used."""
+    """Generate len(seeds) molecules with the given atom counts. The model's device is used.
+
+    Each step t -> s is an ancestral step (spec 6). With options.resample = R, a step that ends
+    below options.resample_below is taken R more times, each time after going back from z_s to t
+    through the forward process, z_t = alpha_{t|s} z_s + sigma_{t|s} noise (the resampling of
+    RePaint, Lugmayr et al. 2022). With an exact denoiser this leaves the distribution of z_s
+    unchanged; with ours it is a corrector that lets the late steps, where bond lengths settle,
+    undo part of the error made before them. It costs R network calls per such step.
+    """
     device = next(model.parameters()).device
     t_n = model.t_n
     b, n_max = len(n_atoms), max(n_atoms)
@@ -149,27 +169,35 @@ def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int],
     net = compiled(model) if options.compile else model
     precision = resolve_precision(options.precision, device)  # once, not at every step
 
-    def call(z: torch.Tensor, t: int):
+    def call(z: torch.Tensor, t: int, report: bool = True):
         t_vec = torch.full((b,), t, dtype=torch.long, device=device)
         with autocast(device, precision):
             out = net(z, t_vec, node_mask, growth=t <= t_n)
         guess = out.type_logits.argmax(-1) if t <= t_n else None
-        for cb in callbacks:
+        for cb in callbacks if report else ():  # one frame per step t, from its last round
             cb(t, z, guess)
         return out
 
-    z = batch_noise(n_atoms, n_max, generators).to(device)  # z_T, CoM-free per molecule
-    total = len(ts)
-    for i, (t, s) in enumerate(zip(ts[:-1], ts[1:])):
-        out = call(z, t)
+    def noise() -> torch.Tensor:  # CoM-free, from each molecule's own generator
+        return batch_noise(n_atoms, n_max, generators).to(device)
+
+    z = noise()  # z_T
+    total, done = network_calls(ts, options), 0
+    for t, s in zip(ts[:-1], ts[1:]):
         t_, s_ = torch.tensor([t]), torch.tensor([s])
         alpha_ts, sigma2_ts = (v.to(device) for v in schedule.transition(t_, s_))
         sigma_t, sigma_s = schedule.sigma(t_).to(device), schedule.sigma(s_).to(device)
-        mu = z / alpha_ts - (sigma2_ts / (alpha_ts * sigma_t)) * out.eps
         std = torch.sqrt(sigma2_ts) * sigma_s / sigma_t
-        z = remove_mean(mu + std * batch_noise(n_atoms, n_max, generators).to(device), node_mask)
-        if on_progress is not None:
-            on_progress(i + 1, total)
+        rounds = 1 + (options.resample if s < options.resample_below else 0)
+        for r in range(rounds):
+            if r:  # back from z_s to t through the forward process
+                z = remove_mean(alpha_ts * z + torch.sqrt(sigma2_ts) * noise(), node_mask)
+            out = call(z, t, report=r == rounds - 1)
+            mu = z / alpha_ts - (sigma2_ts / (alpha_ts * sigma_t)) * out.eps
+            z = remove_mean(mu + std * noise(), node_mask)
+            done += 1
+            if on_progress is not None:
+                on_progress(done, total)
 
     # Final call at t = 0: clean coordinates, atom types and properties (spec 6, step 4).
     out = call(z, 0)

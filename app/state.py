@@ -27,6 +27,7 @@ ATOMS_FIXED = "Fixed number"
 WIDGET_DEFAULTS = {
     "gen_n": 4,  # molecules per run
     "gen_steps": 100,  # a fast preview; the full 1,000 steps are one click away
+    "gen_resample": 1,  # refinement rounds of the late steps (sampler resampling); 0 is the paper's sampler
     "gen_atoms_mode": ATOMS_FROM_DATA,
     "gen_atoms": 19,  # close to the QM9 average of 18 atoms (hydrogens included)
     "gen_seed": 0,

@@ -107,6 +107,29 @@ def test_generate_with_fixed_atom_count_is_reproducible():
     assert abs(again.molecule.positions - first.molecule.positions).max() < 1e-5
 
 
+def test_generate_refinement_reaches_the_sampler():
+    """The Refinement choice is the sampler's resample: molecule k is what api.generate gives with it."""
+    from app import resources
+    from unigem_core import api
+
+    at = start()
+    assert at.radio(key="gen_resample").value == 1  # on by default: the measured better sampler
+    at.number_input(key="gen_seed").set_value(5)
+    generate(at, n=1, steps=50)
+    refined = at.session_state["generation_run"]
+    assert refined.settings["resample"] == 1
+    assert next(m for m in at.metric if m.label == "Sampling steps").proto.delta == "+ 1 refinement round"
+    at.radio(key="gen_resample").set_value(0)
+    generate(at, n=1, steps=50)
+    plain = at.session_state["generation_run"]
+    assert plain.settings["resample"] == 0 and not next(m for m in at.metric if m.label == "Sampling steps").proto.delta
+    engine = resources.get_engine("auto")
+    for run, rounds in ((refined, 1), (plain, 0)):
+        direct = api.generate(engine, 1, seed=5, steps=50, resample=rounds)[0].molecule
+        assert abs(direct.positions - run.molecules[0].molecule.positions).max() < 1e-4
+    assert abs(refined.molecules[0].molecule.positions - plain.molecules[0].molecule.positions).max() > 1e-3
+
+
 def test_generate_valid_molecules_only(monkeypatch):
     at = start()
     at.checkbox(key="gen_keep_valid").check()

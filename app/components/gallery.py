@@ -29,7 +29,10 @@ def _summary(run: GenerationRun) -> None:
     cols[1].metric("Valid", f"{sum(g.valid for g in run.molecules) / n:.0%}", help="RDKit sanitises the molecule")
     cols[2].metric("Stable", f"{sum(g.stable for g in run.molecules) / n:.0%}",
                    help="every atom has an allowed valence")
-    cols[3].metric("Sampling steps", f"{steps:,}" if steps else "all")
+    rounds = run.settings.get("resample") or 0
+    cols[3].metric("Sampling steps", f"{steps:,}" if steps else "all",
+                   delta=f"+ {rounds} refinement round{'s' if rounds > 1 else ''}" if rounds else None,
+                   delta_color="off", help="Refinement: the late steps taken again (Generate's settings)")
     cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
     if run.seeds_tried is not None:
         first = run.settings.get("seed", 0)

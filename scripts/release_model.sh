@@ -41,10 +41,13 @@ for out in checkpoints/eval/curve_epoch*.json; do
   [ -s "$out" ] && curve+=("$out")
 done
 unigem evaluate --n "$N" --steps 100 --processes "$PROCESSES" --json > checkpoints/eval/generation_100.json
+# the Generate page's default: the same preview with one refinement round of the late steps
+unigem evaluate --n "$N" --steps 100 --resample 1 --processes "$PROCESSES" --json > checkpoints/eval/generation_100_r1.json
 unigem evaluate --n "$N" --steps 1000 --properties --processes "$PROCESSES" --json > checkpoints/eval/generation_1000.json
 # fp32 on every machine, so later releases and the campaign's checkpoints compare with this number
 unigem evaluate --n 0 --loss --precision fp32 --json > checkpoints/eval/validation_loss.json
 unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
   --train-command "$TRAIN_COMMAND" \
-  --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_1000.json checkpoints/eval/validation_loss.json \
+  --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_100_r1.json \
+  checkpoints/eval/generation_1000.json checkpoints/eval/validation_loss.json \
   --curve "${curve[@]}" "${resume_args[@]}"

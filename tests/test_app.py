@@ -336,7 +336,9 @@ def test_model_page_with_card(monkeypatch, tmp_path):
         "generation": {"1000": {"atom_stability": 0.97, "molecule_stability": 0.7, "validity": 0.9,
                                 "uniqueness": 0.98, "valid_x_unique": 0.88, "n_molecules": 1000,
                                 "command": "unigem evaluate --steps 1000", "unstable_atoms": {"C:3": 39, "N:4": 1}},
-                       "100": {"atom_stability": 0.9, "molecule_stability": 0.4, "validity": 0.8}},
+                       "100": {"atom_stability": 0.9, "molecule_stability": 0.4, "validity": 0.8},
+                       "100+r1": {"atom_stability": 0.95, "molecule_stability": 0.8, "validity": 0.9, "steps": 100,
+                                  "resample": 1, "resample_below": 100}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
         "training": {"hardware": "1x H100", "seconds": 7200},
         "validation_curve": [{"step": 2000 * e, "epoch": e, "val_loss": 0.3 - 0.01 * e, "val_prop_mae_norm": 0.06}
@@ -353,14 +355,16 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     assert not at.info and len(at.get("plotly_chart")) == 2  # the training and the validation curve
 
     glance = {m.label: m.value for m in at.metric}
-    assert glance["Molecule stability · 1000 steps"] == "70.0%" and glance["Valid × unique · 1000 steps"] == "88.0%"
+    assert glance["Molecule stability · 1,000 steps"] == "70.0%" and glance["Valid × unique · 1,000 steps"] == "88.0%"
     assert glance["Dipole moment MAE"] == "0.5 D" and "Molecule stability · 100 steps" not in glance
+    assert glance["Molecule stability · 100 steps + 1 refinement round"] == "80.0%"  # the best refined sampler
     assert {"published UniGEM: 89.8%", "published EGNN: 0.029 D"} <= {c.value for c in at.caption}
     generation = at.dataframe[0].value
-    assert generation["model"].tolist()[:2] == ["this model · 1000 steps, 1000 molecules", "this model · 100 steps"]
-    assert len(generation) == 2 + len(PUBLISHED_GENERATION)
+    assert generation["model"].tolist()[:3] == ["this model · 1,000 steps, 1000 molecules", "this model · 100 steps",
+                                                "this model · 100 steps + 1 refinement round"]
+    assert len(generation) == 3 + len(PUBLISHED_GENERATION)
     assert generation["Mol. stable"].iloc[0] == "70.0%"
-    assert ("Where the 1000-step molecules fail: 39 carbons with valence 3 (C takes 4), 1 nitrogen with valence 4 "
+    assert ("Where the molecules of 1,000 steps fail: 39 carbons with valence 3 (C takes 4), 1 nitrogen with valence 4 "
             "(N takes 3).") in [c.value for c in at.caption]
     mae = at.dataframe[1].value
     assert len(mae) == 12 and mae["this model (MAE)"].iloc[0] == 0.5 and mae["EGNN, published (MAE)"].iloc[0] == 0.029

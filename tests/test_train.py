@@ -237,6 +237,24 @@ def test_cooldown_decays_the_rate_to_zero_stops_and_resumes_exactly(tmp_path):
     assert training["resume_state"].startswith(f"{start}: step 2,") and f"--resume {start} " in training["resume_command"]
 
 
+def test_card_keys_generation_by_sampler_and_adds_evaluations_of_its_own_weights(tmp_path, capsys):
+    from unigem_core.cli import main
+    from unigem_core.train.card import generation_key, write_card
+
+    plain = {"atom_stability": 0.97, "molecule_stability": 0.7, "steps": 100, "step": 50, "command": "unigem evaluate"}
+    refined = {**plain, "molecule_stability": 0.8, "resample": 1, "resample_below": 100}
+    assert generation_key(plain) == "100" and generation_key(refined) == "100+r1"
+    card_path = tmp_path / "card.json"
+    write_card({"training": {"steps": 50}, "generation": {"100": plain}, "name": "m"}, card_path)
+    (tmp_path / "r1.json").write_text(json.dumps(refined))
+    assert main(["card", "--add", "--eval", str(tmp_path / "r1.json"), "--out", str(card_path)]) == 0
+    card = json.loads(card_path.read_text())
+    assert card["generation"] == {"100": plain, "100+r1": refined} and card["name"] == "m"
+    (tmp_path / "other.json").write_text(json.dumps({**refined, "step": 60}))  # another model's evaluation
+    assert main(["card", "--add", "--eval", str(tmp_path / "other.json"), "--out", str(card_path)]) == 2
+    assert "step 60" in capsys.readouterr().err and json.loads(card_path.read_text()) == card
+
+
 def test_slow_ema_starts_from_the_first_resumes_exactly_and_exports(tmp_path, capsys):
     """--slow-ema-decay switched on at a resume: a second EMA that starts as the first, resumes exactly, exports."""
     from unigem_core.cli import main

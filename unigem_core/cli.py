@@ -180,8 +180,15 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_card(args) -> int:
-    from unigem_core.train.card import build_card, write_card
+    from unigem_core.train.card import add_generation, build_card, write_card
 
+    if args.add:  # one more evaluation of the shipped weights into the existing card
+        card = json.loads(args.out.read_text())
+        for path in args.eval:
+            card = add_generation(card, json.loads(Path(path).read_text()))
+        write_card(card, args.out)
+        print(f"added {len(args.eval)} evaluation(s) to {args.out}")
+        return 0
     evals = [json.loads(Path(p).read_text()) for p in args.eval]
     curve = [json.loads(Path(p).read_text()) for p in args.curve]
     card = build_card(args.checkpoint, args.run_dir, evals, curve, args.name, args.train_command, args.resume_state)
@@ -299,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-command", default="")
     p.add_argument("--resume-state", type=Path, default=None,
                    help="the training checkpoint the campaign resumes from, if not the shipped weights' own state")
+    p.add_argument("--add", action="store_true", help="add the --eval generation results (of the card's own "
+                   "weights) to the existing card at --out, leaving the rest as it is")
     p.add_argument("--out", type=Path, default=Path("checkpoints/model_card.json"))
     p.set_defaults(func=cmd_card)
 

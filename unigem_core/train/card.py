@@ -38,6 +38,26 @@ def resume_note(path: Path) -> str:
     return f"{path}: step {int(resumed['step']):,}, learning rate {_learning_rate(resumed['config']['train'])}"
 
 
+def generation_key(metrics: dict) -> str:
+    """The card's key for one generation evaluation: its step count, "+rR" with R resampling rounds ("100+r1")."""
+    key = str(metrics["steps"])
+    return f"{key}+r{metrics['resample']}" if metrics.get("resample") else key
+
+
+def add_generation(card: dict, metrics: dict) -> dict:
+    """The card with one more generation evaluation (a `unigem evaluate --json` output of the same weights).
+
+    Refused when the evaluation names other weights than the card's (by training step), so a card
+    never mixes two models' numbers.
+    """
+    if "atom_stability" not in metrics:
+        raise ValueError("not a generation evaluation (no atom_stability)")
+    if metrics.get("step") != card.get("training", {}).get("steps"):
+        raise ValueError(f"the evaluation is of step {metrics.get('step')}, the card's weights of step "
+                         f"{card.get('training', {}).get('steps')}")
+    return {**card, "generation": {**card.get("generation", {}), generation_key(metrics): metrics}}
+
+
 def describe_history(history: list[dict]) -> str:
     """The card's training command: one clause per `unigem train` call recorded in the checkpoint's history."""
     clauses = []
@@ -71,7 +91,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
         resume_file, resume_text = str(resume_state), resume_note(resume_state)
     log = _read_log(run_dir / "log.csv") if run_dir else []
     files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in [checkpoint]}
-    generation = {str(e["steps"]): e for e in evals if "atom_stability" in e}
+    generation = {generation_key(e): e for e in evals if "atom_stability" in e}
     properties = next((e for e in evals if "mae" in e), None)
     validation = next((e for e in evals if "validation_loss" in e), None)
     curve_rows = sorted(curve, key=lambda e: e.get("epoch", 0))

@@ -42,16 +42,22 @@ def test_sample_same_seed_same_molecule(tmp_path):
     assert abs(one.positions - three.positions).max() < 1e-3
 
 
-def test_sample_spacing_reaches_the_sampler(tmp_path):
-    """--spacing 1 (the even stride) and the default walk different paths from the same noise."""
+@pytest.mark.parametrize("flag, values, bad, message", [
+    ("--spacing", ("1", "3"), "0", "spacing must be positive"),  # the even stride and the default: other paths
+    ("--resample", ("0", "1"), "-1", "cannot be negative"),  # the paper's sampler and one refinement round
+])
+def test_sample_options_reach_the_sampler(tmp_path, capsys, flag, values, bad, message):
+    """Two settings of a sampler option walk different paths from the same noise; a bad one is one line."""
     paths = {}
-    for spacing in ("1", "3"):
-        out = tmp_path / f"s{spacing}.xyz"
-        assert main(["sample", "--n", "1", "--steps", "12", "--seed", "2", "--precision", "fp32", "--spacing", spacing,
+    for value in values:
+        out = tmp_path / f"s{value}.xyz"
+        assert main(["sample", "--n", "1", "--steps", "12", "--seed", "2", "--precision", "fp32", flag, value,
                      "--out", str(out)]) == 0
-        paths[spacing] = out.read_text()
-    assert paths["1"] != paths["3"]
-    assert main(["sample", "--n", "1", "--steps", "12", "--spacing", "0", "--out", str(tmp_path / "x.xyz")]) == 2
+        paths[value] = out.read_text()
+    assert paths[values[0]] != paths[values[1]]
+    capsys.readouterr()
+    assert main(["sample", "--n", "1", "--steps", "12", flag, bad, "--out", str(tmp_path / "x.xyz")]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_generate_valid_samples_rounds_until_it_has_n(monkeypatch):
@@ -131,20 +137,11 @@ def test_evaluate_json_contract(capsys):
     assert "resample" not in result  # plain ancestral sampling unless asked
 
 
-def test_evaluate_and_sample_take_resampling(tmp_path, capsys):
+def test_evaluate_reports_resampling(capsys):
     assert main(["evaluate", "--n", "2", "--steps", "10", "--resample", "2", "--resample-below", "300", "--no-novelty",
                  "--precision", "fp32", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["resample"] == 2 and result["resample_below"] == 300
-    paths = {}
-    for resample in ("0", "1"):
-        out = tmp_path / f"r{resample}.xyz"
-        assert main(["sample", "--n", "1", "--steps", "12", "--seed", "2", "--precision", "fp32", "--resample", resample,
-                     "--out", str(out)]) == 0
-        paths[resample] = out.read_text()
-    assert paths["0"] != paths["1"]
-    assert main(["sample", "--n", "1", "--steps", "12", "--resample", "-1", "--out", str(tmp_path / "x.xyz")]) == 2
-    assert "cannot be negative" in capsys.readouterr().err
 
 
 def test_evaluate_loss_alone(capsys):

@@ -21,11 +21,13 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from app import resources  # noqa: E402
+from app.state import WIDGET_DEFAULTS  # noqa: E402
 from unigem_core import api  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MAIN = str(REPO / "app" / "main.py")
 N, STEPS = 2, 50  # molecules per run, sampling steps: small, the tests are about plumbing
+REFINEMENT = WIDGET_DEFAULTS["gen_resample"]  # the Generate page's default, which its runs use
 
 
 def assert_same_molecules(got, expected) -> None:
@@ -44,7 +46,7 @@ def engine():
 def reference(engine):
     """seed -> the molecules of one run on its own, nothing else running."""
     resources.job_slots()  # the app's thread setting, so that both sides compute alike
-    return {seed: api.generate(engine, N, steps=STEPS, seed=seed) for seed in (3, 40, 500, 6000)}
+    return {seed: api.generate(engine, N, steps=STEPS, seed=seed, resample=REFINEMENT) for seed in (3, 40, 500, 6000)}
 
 
 def test_job_slots_admit_at_most_the_limit_and_report_waiting():
@@ -97,7 +99,7 @@ def test_concurrent_runs_on_the_shared_engine_each_get_their_own_seed(engine, re
                         side_by_side.wait()
 
                 results[seed] = api.generate(engine, N, steps=STEPS, seed=seed, record_trajectory=True,
-                                             on_progress=on_progress)
+                                             resample=REFINEMENT, on_progress=on_progress)
                 with lock:
                     active[0] -= 1
         except Exception as exc:  # noqa: BLE001 - reported below, from the test's thread

@@ -8,6 +8,8 @@
 #   log.csv become checkpoints/training_state.pt and training_log.csv, its epoch snapshots make the
 #   training curve, and RUN_DIR's rows past them go to checkpoints/cooldown_log.csv. Default: RUN_DIR itself.
 # Every number in the card comes from the `unigem evaluate` commands below, each recorded in the card.
+# Resumable: the weights and each evaluation are staged in RUN_DIR/release/ first, so a stop keeps what was
+# measured (run the script again to go on) and leaves checkpoints/ as it was until all of them are done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?run directory, e.g. runs/small}
@@ -16,14 +18,46 @@ N=${3:-1000}
 NCURVE=${4:-100}
 PROCESSES=${PROCESSES:-1}
 CAMPAIGN=${CAMPAIGN:-$RUN}
+STAGE=$RUN/release
 . .venv/bin/activate
-mkdir -p checkpoints/eval
+mkdir -p checkpoints/eval "$STAGE"
+
+step_of() {
+  python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; print(f(sys.argv[1])['step'])" "$1"
+}
+
 # the run's full state, or its inference file when only that was kept (a run carried between machines)
 source="$RUN/last.pt"
 [ -e "$source" ] || source="$RUN/inference.pt"
-unigem export "$source" --out checkpoints/unigem.pt
+weights=$STAGE/unigem.pt
+if [ ! -e "$weights" ] || [ "$(step_of "$weights")" != "$(step_of "$source")" ]; then
+  rm -f "$STAGE"/*  # measured on weights the run has since trained further
+  unigem export "$source" --out "$weights"
+fi
+
+# measure NAME ARGS...: one evaluation of the staged weights into $STAGE/NAME.json, unless a run before did it
+measure() {
+  local name=$1; shift
+  [ -s "$STAGE/$name.json" ] && { echo "$name: measured before"; return; }
+  unigem evaluate --checkpoint "$weights" "$@" --json > "$STAGE/$name.json.tmp"
+  mv "$STAGE/$name.json.tmp" "$STAGE/$name.json"
+}
+# Training curve: each epoch snapshot not yet measured gets a short fast-preview evaluation; the curve is
+# every epoch measured so far, including those whose snapshots an earlier run directory held.
+bash scripts/curve_watch.sh "$CAMPAIGN" "$NCURVE" --once
+measure generation_100 --n "$N" --steps 100 --processes "$PROCESSES"
+# the Generate page's default: the same preview with one refinement round of the late steps
+measure generation_100_r1 --n "$N" --steps 100 --resample 1 --processes "$PROCESSES"
+measure generation_1000 --n "$N" --steps 1000 --properties --processes "$PROCESSES"
+# fp32 on every machine, so later releases and the campaign's checkpoints compare with this number
+measure validation_loss --n 0 --loss --precision fp32
+
+# All measured: the release replaces the shipped weights, their evaluations and the card together.
+cp "$weights" checkpoints/unigem.pt
+for name in generation_100 generation_100_r1 generation_1000 validation_loss; do
+  cp "$STAGE/$name.json" checkpoints/eval/
+done
 cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
-rm -f checkpoints/model_card.json  # its checksum belongs to the previous weights
 cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
 resume_args=()
 if [ "$CAMPAIGN" != "$RUN" ]; then
@@ -33,19 +67,11 @@ if [ "$CAMPAIGN" != "$RUN" ]; then
 else
   rm -f checkpoints/cooldown_log.csv
 fi
-# Training curve: each epoch snapshot not yet measured gets a short fast-preview evaluation; the curve is
-# every epoch measured so far, including those whose snapshots an earlier run directory held.
-bash scripts/curve_watch.sh "$CAMPAIGN" "$NCURVE" --once
 curve=()
 for out in checkpoints/eval/curve_epoch*.json; do
   [ -s "$out" ] && curve+=("$out")
 done
-unigem evaluate --n "$N" --steps 100 --processes "$PROCESSES" --json > checkpoints/eval/generation_100.json
-# the Generate page's default: the same preview with one refinement round of the late steps
-unigem evaluate --n "$N" --steps 100 --resample 1 --processes "$PROCESSES" --json > checkpoints/eval/generation_100_r1.json
-unigem evaluate --n "$N" --steps 1000 --properties --processes "$PROCESSES" --json > checkpoints/eval/generation_1000.json
-# fp32 on every machine, so later releases and the campaign's checkpoints compare with this number
-unigem evaluate --n 0 --loss --precision fp32 --json > checkpoints/eval/validation_loss.json
+# the card names the shipped file in each command (the staged copy has the same checksum)
 unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
   --train-command "$TRAIN_COMMAND" \
   --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_100_r1.json \

@@ -11,6 +11,7 @@ import pytest
 
 from unigem_core.cli import main
 from unigem_core.constants import PROPERTIES
+from unigem_core.engine import MODEL_CARD
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inputs"
 
@@ -135,6 +136,9 @@ def test_evaluate_json_contract(capsys):
     assert set(result["mae"]) == {p.key for p in PROPERTIES}
     assert result["command"].startswith("unigem evaluate") and result["spacing"] == 3.0
     assert "resample" not in result  # plain ancestral sampling unless asked
+    # the weights measured, by checksum: the model card refuses an evaluation of other weights
+    assert result["checkpoint"] == "checkpoints/unigem.pt"
+    assert result["checkpoint_sha256"] == json.loads(MODEL_CARD.read_text())["files"]["unigem.pt"]["sha256"]
 
 
 def test_evaluate_reports_resampling(capsys):

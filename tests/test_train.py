@@ -255,6 +255,29 @@ def test_card_keys_generation_by_sampler_and_adds_evaluations_of_its_own_weights
     assert "step 60" in capsys.readouterr().err and json.loads(card_path.read_text()) == card
 
 
+def test_card_takes_evaluations_of_a_staged_copy_of_the_weights_and_refuses_other_weights():
+    """A release measures a staged copy first: same checksum, so the card names the shipped file in its command."""
+    from unigem_core.train.card import as_shipped
+
+    staged = {"molecule_stability": 0.8, "step": 7, "checkpoint": "runs/x/release/unigem.pt", "checkpoint_sha256": "ab" * 32,
+              "command": "unigem evaluate --checkpoint runs/x/release/unigem.pt --n 1000 --steps 100 --json"}
+    shipped = as_shipped(staged, "checkpoints/unigem.pt", "ab" * 32, 7)
+    assert shipped["command"] == "unigem evaluate --n 1000 --steps 100 --json"  # the default checkpoint needs no flag
+    assert shipped["checkpoint"] == "checkpoints/unigem.pt" and shipped["measured_as"] == "runs/x/release/unigem.pt"
+    elsewhere = as_shipped({**staged, "command": staged["command"].replace("--checkpoint ", "--checkpoint=")}, "m.pt",
+                           "ab" * 32, 7)
+    assert elsewhere["command"] == "unigem evaluate --checkpoint m.pt --n 1000 --steps 100 --json"
+    assert elsewhere["checkpoint"] == "m.pt"
+    kept = as_shipped(staged, "checkpoints/unigem.pt", "ab" * 32, 7)
+    assert as_shipped(kept, "checkpoints/unigem.pt", "ab" * 32, 7) == kept  # already the shipped file's record
+    with pytest.raises(ValueError, match="other weights"):
+        as_shipped(staged, "checkpoints/unigem.pt", "cd" * 32, 7)
+    older = {k: v for k, v in staged.items() if k != "checkpoint_sha256"}  # made before evaluate recorded checksums
+    assert as_shipped(older, "checkpoints/unigem.pt", "cd" * 32, 7) == older
+    with pytest.raises(ValueError, match="step 7"):
+        as_shipped(older, "checkpoints/unigem.pt", "cd" * 32, 8)
+
+
 def test_slow_ema_starts_from_the_first_resumes_exactly_and_exports(tmp_path, capsys):
     """--slow-ema-decay switched on at a resume: a second EMA that starts as the first, resumes exactly, exports."""
     from unigem_core.cli import main

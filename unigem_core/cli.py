@@ -142,7 +142,10 @@ def cmd_evaluate(args) -> int:
         result.update({k: v for k, v in engine.info.items() if v is not None})  # step, epoch of the weights
     result["command"] = args.command_line
     if not args.reference:
+        from unigem_core.train.checkpoint import sha256_of
+
         result["checkpoint"] = str(args.checkpoint or api.DEFAULT_CHECKPOINT.relative_to(api.REPO_ROOT))
+        result["checkpoint_sha256"] = sha256_of(args.checkpoint or api.DEFAULT_CHECKPOINT)
     print(json.dumps(result, indent=None if args.json else 2))
     return 0
 

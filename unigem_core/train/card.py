@@ -10,9 +10,13 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from unigem_core import engine
 from unigem_core.constants import PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
 from unigem_core.data.qm9 import SPLIT_SIZES
 from unigem_core.train.checkpoint import load_checkpoint, sha256_of
+
+# what `unigem evaluate` measures without --checkpoint, as its commands name it
+DEFAULT_CHECKPOINT = str(engine.DEFAULT_CHECKPOINT.relative_to(engine.REPO_ROOT))
 
 
 def _read_log(path: Path) -> list[dict]:
@@ -44,17 +48,45 @@ def generation_key(metrics: dict) -> str:
     return f"{key}+r{metrics['resample']}" if metrics.get("resample") else key
 
 
+def as_shipped(evaluation: dict, checkpoint: str, sha256: str | None, step: int | None) -> dict:
+    """An evaluation as the card records it, refused when it measured other weights than the shipped file.
+
+    The weights are matched by checksum (`checkpoint_sha256`), or by training step for evaluations
+    made before `unigem evaluate` recorded it. An evaluation of a staged copy of the file (the same
+    bytes, measured before the release replaced checkpoints/) gets the command that reproduces it
+    on the shipped file; `measured_as` keeps the path it ran on.
+    """
+    measured = evaluation.get("checkpoint_sha256")
+    if measured is not None and sha256 is not None and measured != sha256:
+        raise ValueError(f"`{evaluation.get('command')}` measured other weights than {checkpoint} "
+                         f"(sha256 {measured[:12]}, not {sha256[:12]})")
+    if measured is None and evaluation.get("step") is not None and step is not None and evaluation["step"] != step:
+        raise ValueError(f"the evaluation is of step {evaluation['step']}, the card's weights of step {step}")
+    ran_on = evaluation.get("checkpoint")
+    if measured is None or ran_on in (None, checkpoint):
+        return evaluation
+    command, skip = [], False
+    for word in evaluation["command"].split():
+        if skip:  # the staged path after --checkpoint
+            skip = False
+        elif word == "--checkpoint" or word.startswith("--checkpoint="):
+            skip = word == "--checkpoint"
+            command += ["--checkpoint", checkpoint] if checkpoint != DEFAULT_CHECKPOINT else []
+        else:
+            command.append(word)
+    return {**evaluation, "command": " ".join(command), "checkpoint": checkpoint, "measured_as": ran_on}
+
+
 def add_generation(card: dict, metrics: dict) -> dict:
     """The card with one more generation evaluation (a `unigem evaluate --json` output of the same weights).
 
-    Refused when the evaluation names other weights than the card's (by training step), so a card
-    never mixes two models' numbers.
+    Refused when the evaluation measured other weights than the card's (as_shipped), so a card never
+    mixes two models' numbers.
     """
     if "atom_stability" not in metrics:
         raise ValueError("not a generation evaluation (no atom_stability)")
-    if metrics.get("step") != card.get("training", {}).get("steps"):
-        raise ValueError(f"the evaluation is of step {metrics.get('step')}, the card's weights of step "
-                         f"{card.get('training', {}).get('steps')}")
+    shipped = card.get("files", {}).get("unigem.pt", {}).get("sha256")
+    metrics = as_shipped(metrics, DEFAULT_CHECKPOINT, shipped, card.get("training", {}).get("steps"))
     return {**card, "generation": {**card.get("generation", {}), generation_key(metrics): metrics}}
 
 
@@ -91,6 +123,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
         resume_file, resume_text = str(resume_state), resume_note(resume_state)
     log = _read_log(run_dir / "log.csv") if run_dir else []
     files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in [checkpoint]}
+    evals = [as_shipped(e, str(checkpoint), files[checkpoint.name]["sha256"], step) for e in evals]
     generation = {generation_key(e): e for e in evals if "atom_stability" in e}
     properties = next((e for e in evals if "mae" in e), None)
     validation = next((e for e in evals if "validation_loss" in e), None)

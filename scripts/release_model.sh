@@ -45,12 +45,13 @@ measure() {
 # Training curve: each epoch snapshot not yet measured gets a short fast-preview evaluation; the curve is
 # every epoch measured so far, including those whose snapshots an earlier run directory held.
 bash scripts/curve_watch.sh "$CAMPAIGN" "$NCURVE" --once
+# first, the cheapest: did the cool-down pay? fp32 on every machine, so later releases and the campaign's
+# checkpoints compare with this number
+measure validation_loss --n 0 --loss --precision fp32
 measure generation_100 --n "$N" --steps 100 --processes "$PROCESSES"
 # the Generate page's default: the same preview with one refinement round of the late steps
 measure generation_100_r1 --n "$N" --steps 100 --resample 1 --processes "$PROCESSES"
 measure generation_1000 --n "$N" --steps 1000 --properties --processes "$PROCESSES"
-# fp32 on every machine, so later releases and the campaign's checkpoints compare with this number
-measure validation_loss --n 0 --loss --precision fp32
 
 # All measured: the release replaces the shipped weights, their evaluations and the card together.
 cp "$weights" checkpoints/unigem.pt

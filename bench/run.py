@@ -8,12 +8,15 @@
 Prints one table per device and writes bench/results/<date>-<device>.json. Columns:
   ours bf16 / ours fp32: unigem_core's Denoiser (dense [B, N, N, H], per-node first layer), under
       bf16 autocast or in fp32, through the project's own train_step / sample / predict_properties;
-  compiled (sampling rows): `ours bf16` with SamplerOptions(compile=True), i.e. `unigem sample
+      "ours" below is the precision `--precision auto` picks on the device (bf16 where the hardware
+      has it: AVX512-BF16, AMX, a recent GPU; else fp32, where bf16 is emulated and slow), and
+      --quick times that one only;
+  compiled (sampling rows): "ours" with SamplerOptions(compile=True), i.e. `unigem sample
       --compile` (torch.compile, frozen weights, C++ wrapper on CPU); a fresh copy of the model per
       row, so each row compiles its one shape, and the compile time is printed beside the table;
   reference fp32: bench/reference_egnn.py, the same network and weights in the published edge-list
       style (gather with index tensors, [E, 2H+2] concatenation, index_add_ aggregation), fp32;
-  ours/ref: throughput ratio ours bf16 / reference (median of the per-round ratios, wall clock;
+  ours/ref: throughput ratio ours / reference (median of the per-round ratios, wall clock;
       the CPU-time ratio beside it is less sensitive to other jobs on the machine);
   GFLOP/s: analytic matmul FLOPs of each formulation (bench/workloads.py) per second, and its share
       of the measured peak of a 2048^3 matmul in the same precision.
@@ -69,6 +72,7 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
     from unigem_core.data.qm9 import load_split
     from unigem_core.diffusion.schedule import NoiseSchedule
     from unigem_core.model.denoiser import Denoiser
+    from unigem_core.precision import resolve_precision
 
     device = torch.device(device_name)
     quick = args.quick
@@ -80,18 +84,21 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     ours = Denoiser(cfg).to(device)
     reference = ReferenceDenoiser.from_denoiser(ours, cfg).to(device)
+    native = resolve_precision("auto", device)  # what `unigem` uses here by default
     impls = {"ours bf16": (ours, "bf16", "dense"), "ours fp32": (ours, "fp32", "dense"),
              "reference fp32": (reference, "fp32", "reference")}
-    if quick:  # the fp32 column of our model only separates formulation from precision
-        del impls["ours fp32"]
-    dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    if quick:  # the other precision of our model only separates formulation from precision
+        del impls[f"ours {'fp32' if native == 'bf16' else 'bf16'}"]
+    # the matmul peak of each precision timed (emulated bf16, timed only where asked, is slow to measure)
+    dtypes = {k: dtype for k, dtype in {"bf16": torch.bfloat16, "fp32": torch.float32}.items()
+              if k in {precision for _, precision, _ in impls.values()}}
     peak = {k: W.matmul_peak(device, dtype) for k, dtype in dtypes.items()}
     rows = []
 
     def record(workload: str, unit: str, count: float, timings: dict, flops: dict) -> None:
         row = {"workload": workload, "unit": unit, "count_per_round": count, "impls": {}}
         for name, t in timings.items():
-            _, precision, formulation = impls.get(name, impls["ours bf16"])  # "compiled": ours bf16
+            _, precision, formulation = impls.get(name, impls[f"ours {native}"])  # "compiled": ours, native
             wall = statistics.median(t.wall)
             row["impls"][name] = {"throughput": count / wall, "wall_s": t.wall, "cpu_s": t.cpu,
                                   "gflops": flops[formulation] / wall / 1e9, "precision": precision}
@@ -130,7 +137,7 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
         warmups = {name: W.denoiser_call(model, n_atoms, precision, device)
                    for name, (model, precision, _) in impls.items()}
         fresh = copy.deepcopy(ours).eval()  # compiles this row's shape from scratch, as a new process would
-        runs["compiled"] = W.sampling_run(fresh, schedule, n_atoms, steps, "bf16", compile=True)
+        runs["compiled"] = W.sampling_run(fresh, schedule, n_atoms, steps, native, compile=True)
         start = time.perf_counter()
         runs["compiled"]()  # the first run compiles (one graph per branch); the warm-up below is then cheap
         compile_s[f"sampling, batch {b}"] = time.perf_counter() - start
@@ -156,8 +163,8 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
     for row in rows:
         for impl in row["impls"].values():
             impl["peak_fraction"] = impl["gflops"] / peak[impl["precision"]]
-    return {"device": device_name, "device_name": _device_name(device), "peak_gflops": peak, "rows": rows,
-            "compile_first_run_s": compile_s}
+    return {"device": device_name, "device_name": _device_name(device), "native_precision": native,
+            "peak_gflops": peak, "rows": rows, "compile_first_run_s": compile_s}
 
 
 def _device_name(device) -> str:
@@ -177,24 +184,26 @@ def print_table(result: dict, meta: dict) -> None:
         print(f"threads {meta['threads']}, OMP_WAIT_POLICY={meta['omp_wait_policy']}, load average before/after "
               f"{meta['load_before']:.1f}/{meta['load_after']:.1f} on {os.cpu_count()} cores "
               f"({SHARED if meta['load_before'] > 0.5 else 'idle'})")
-    print(f"matmul peak 2048^3: bf16 {peak['bf16']:.0f} GFLOP/s, fp32 {peak['fp32']:.0f} GFLOP/s")
+    print("matmul peak 2048^3: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in peak.items()))
+    native = result.get("native_precision", "bf16")  # results written before the key: bf16 machines
+    print(f"ours = our model in {native}, the precision `unigem` picks on this device; compiled = ours, compiled")
     head = f"{'workload':28s} {'unit':17s} {'ours bf16':>10s} {'ours fp32':>10s} {'ref fp32':>10s} " \
-           f"{'bf16/ref':>9s} {'(cpu)':>6s} {'fp32/ref':>9s} {'compiled/ref':>12s} {'(cpu)':>6s} " \
-           f"{'ours bf16 GFLOP/s':>19s} {'ref GFLOP/s':>14s}"
+           f"{'bf16/ref':>9s} {'fp32/ref':>9s} {'ours/ref':>9s} {'(cpu)':>6s} {'compiled/ref':>12s} {'(cpu)':>6s} " \
+           f"{'ours GFLOP/s':>14s} {'ref GFLOP/s':>14s}"
     print(head)
     print("-" * len(head))
     for row in result["rows"]:
         i = row["impls"]
-        ob, rf = i["ours bf16"], i["reference fp32"]
-        of = i.get("ours fp32")
-        fp32 = ((f"{of['throughput']:10.3g}", f"{of['ratio_vs_reference']:8.1f}x") if of
-                else (f"{'-':>10s}", f"{'-':>9s}"))
+        ours, rf = i[f"ours {native}"], i["reference fp32"]
+        cells = [i[name] if name in i else None for name in ("ours bf16", "ours fp32")]
+        speeds = " ".join(f"{c['throughput']:10.3g}" if c else f"{'-':>10s}" for c in cells)
+        ratios = " ".join(f"{c['ratio_vs_reference']:8.1f}x" if c else f"{'-':>9s}" for c in cells)
         oc = i.get("compiled")
         comp = (f"{oc['ratio_vs_reference']:11.1f}x {oc['cpu_ratio_vs_reference']:5.1f}x" if oc
                 else f"{'-':>12s} {'-':>6s}")
-        print(f"{row['workload']:28s} {row['unit']:17s} {ob['throughput']:10.3g} {fp32[0]} {rf['throughput']:10.3g} "
-              f"{ob['ratio_vs_reference']:8.1f}x {ob['cpu_ratio_vs_reference']:5.1f}x {fp32[1]} {comp} "
-              f"{ob['gflops']:8.0f} ({100 * ob['peak_fraction']:3.0f}%) "
+        print(f"{row['workload']:28s} {row['unit']:17s} {speeds} {rf['throughput']:10.3g} {ratios} "
+              f"{ours['ratio_vs_reference']:8.1f}x {ours['cpu_ratio_vs_reference']:5.1f}x {comp} "
+              f"{ours['gflops']:7.0f} ({100 * ours['peak_fraction']:3.0f}%) "
               f"{rf['gflops']:7.0f} ({100 * rf['peak_fraction']:3.0f}%)")
     for workload, seconds in result.get("compile_first_run_s", {}).items():
         print(f"compiled, {workload}: first run (compiling its shape, then sampling) {seconds:.0f} s wall")

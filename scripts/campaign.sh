@@ -17,9 +17,7 @@ BRANCH=runs/$PRESET-cooldown
 . .venv/bin/activate
 mkdir -p "$CAMPAIGN" logs
 
-step_of() {
-  python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; print(f(sys.argv[1])['step'])" "$1"
-}
+. scripts/common.sh  # step_of
 
 # the committed state, unless the run directory already holds a later one (a resumed session)
 if [ ! -e "$CAMPAIGN/last.pt" ] || [ "$(step_of checkpoints/training_state.pt)" -gt "$(step_of "$CAMPAIGN/last.pt")" ]; then

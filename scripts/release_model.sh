@@ -22,9 +22,7 @@ STAGE=$RUN/release
 . .venv/bin/activate
 mkdir -p checkpoints/eval "$STAGE"
 
-step_of() {
-  python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; print(f(sys.argv[1])['step'])" "$1"
-}
+. scripts/common.sh  # step_of
 
 # the run's full state, or its inference file when only that was kept (a run carried between machines)
 source="$RUN/last.pt"

@@ -1,0 +1,6 @@
+# Shared by the campaign's scripts (sourced from the repository root, with .venv active).
+
+# step_of FILE: the training step a checkpoint or inference file was saved at
+step_of() {
+  python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; print(f(sys.argv[1])['step'])" "$1"
+}

@@ -49,6 +49,8 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads (default: all cores)")
     ap.add_argument("--omp-wait", default="passive", choices=["passive", "active", "default"],
                     help="OMP_WAIT_POLICY; passive keeps idle OpenMP threads from spinning on a shared machine")
+    ap.add_argument("--return-memory", action="store_true",
+                    help="let glibc hand freed tensors back to the kernel (as before unigem_core.device.keep_freed_memory)")
     ap.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS),
                     help="run these rows only (the results file is then named after them)")
     ap.add_argument("--out", type=Path, default=HERE / "results")
@@ -218,6 +220,10 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if not args.return_memory:
+        from unigem_core.device import keep_freed_memory
+
+        keep_freed_memory()  # as unigem's commands do, for both columns
     devices = ["cpu"] if args.device in ("all", "cpu") else []
     if args.device in ("all", "cuda") and torch.cuda.is_available():
         devices.append("cuda")
@@ -233,6 +239,7 @@ def main() -> None:
         result = bench_device(name, args)
         meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick, "only": args.only,
                 "threads": torch.get_num_threads(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+                "freed_memory": "returned" if args.return_memory else "kept",
                 "load_before": load_before, "load_after": os.getloadavg()[0], "torch": torch.__version__,
                 "python": platform.python_version(),
                 "git_commit": commit + (" (+ uncommitted changes)" if _dirty() else "")}

@@ -1,7 +1,7 @@
 """Whole training steps (noise, forward, backward, clipping, AdamW, EMA) for several `micro_batch`
 settings, interleaved on the same real QM9 batches.
 
-    python bench/train_step.py [--preset small] [--micro 0 8 16 32] [--threads 1] [--batches 12] [--rounds 3]
+    python bench/train_step.py [--preset small] [--micro 0 8 16 32] [--threads 1] [--batches 12] [--rounds 3] [--return-memory]
 
 Each round runs every setting over the same `--batches` batches of one epoch (bucketed as in
 training) from the same starting weights; the table gives molecules per CPU second (process time,
@@ -18,6 +18,7 @@ import torch
 from unigem_core.config import preset
 from unigem_core.data.collate import collate, epoch_batches
 from unigem_core.data.qm9 import load_split
+from unigem_core.device import keep_freed_memory
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.train.loop import new_state, train_step
 
@@ -29,8 +30,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batches", type=int, default=12)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--return-memory", action="store_true",
+                    help="let glibc hand freed tensors back to the kernel (as before unigem_core.device.keep_freed_memory)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.return_memory:
+        keep_freed_memory()  # as `unigem train` does
     train = load_split("train", progress=False)
     config = preset(args.preset)
     rows = epoch_batches(train.n_atoms, config.train.batch_size, seed=0, epoch=0)[:args.batches]
@@ -50,7 +55,9 @@ def main() -> None:
             best[micro] = (min(best[micro][0], cpu), min(best[micro][1], wall))
     n = sum(len(b) for b in batches)
     ref = best[args.micro[0]][0]
-    print(f"{args.preset}, {len(batches)} batches of {config.train.batch_size}, {args.threads} thread(s), best of {args.rounds}")
+    memory = "freed memory returned to the kernel" if args.return_memory else "freed memory kept"
+    print(f"{args.preset}, {len(batches)} batches of {config.train.batch_size}, {args.threads} thread(s), {memory}, "
+          f"best of {args.rounds}")
     print("| micro_batch | molecules / CPU s | molecules / wall s | CPU time vs first |")
     print("|---|---|---|---|")
     for micro, (cpu, wall) in best.items():

@@ -16,7 +16,7 @@ import torch
 from unigem_core.config import UniGEMConfig
 from unigem_core.constants import PROPERTIES
 from unigem_core.data.normalizer import PropertyNormalizer
-from unigem_core.device import resolve_device
+from unigem_core.device import keep_freed_memory, resolve_device
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import remove_mean
 from unigem_core.model.denoiser import Denoiser
@@ -67,6 +67,7 @@ def _expected_sha(checkpoint: Path) -> str | None:
 
 def load_model(checkpoint: str | Path | None = None, device: str = "auto") -> Engine:
     """Load an inference file (or a training checkpoint, using its EMA weights) onto a device."""
+    keep_freed_memory()
     path = Path(checkpoint) if checkpoint else DEFAULT_CHECKPOINT
     state = load_checkpoint(path, sha256=_expected_sha(path))
     if state["format"] == TRAINING_FORMAT:

@@ -21,7 +21,7 @@ from unigem_core.constants import MAX_ATOMS
 from unigem_core.data.collate import Batch, collate, epoch_batches
 from unigem_core.data.normalizer import PropertyNormalizer
 from unigem_core.data.qm9 import QM9Arrays, load_split
-from unigem_core.device import describe_hardware
+from unigem_core.device import describe_hardware, keep_freed_memory
 from unigem_core.diffusion.process import MoleculeLosses, molecule_losses, noise_batch
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.model.denoiser import Denoiser
@@ -198,6 +198,7 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
     from tqdm import tqdm
 
     rank, world = rank_and_world()
+    keep_freed_memory()
     run_dir = Path(run_dir)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -114,6 +114,15 @@ def test_generate_in_two_processes_gives_the_same_molecules():
     assert calls[-1][0] == calls[-1][1] > 0
 
 
+def test_workers_take_the_costliest_batches_first():
+    """Batches sorted by size would leave the largest for last, one worker running it alone."""
+    from unigem_core.generation import largest_first
+
+    jobs = [([5, 6], [0, 1]), ([9, 9], [2, 3]), ([29], [4]), ([20, 21], [5, 6]), ([], [])]
+    # n N^2: 72, 162, 841, 882, 0
+    assert largest_first(jobs) == [3, 2, 1, 0, 4]
+
+
 def test_predict_keeps_one_row_per_record_in_order(tmp_path):
     out = tmp_path / "p.csv"
     files = [FIXTURES / "good_multi.xyz", FIXTURES / "broken_middle.sdf", FIXTURES / "sulfur_chlorine.sdf"]

@@ -44,8 +44,9 @@ def keep_freed_memory() -> bool:
     glibc serves each allocation above its mmap threshold (32 MiB at most) with a fresh mmap and unmaps
     it on free, so every forward pass faults its large tensors ([B, N, N, H] edge features: 43 MB for 100
     QM9 molecules in `small`) in again, page by page. On the Zen 3 that was a third of sampling's CPU time
-    spent in the kernel; with the heap kept, 100 molecules x 30 steps took 22 s instead of 33, and a
-    training step 1.26x less CPU time (bench/NOTES.md, "Memory the kernel took back"). The heap above
+    spent in the kernel; with the heap kept, 100 molecules x 60 steps took 41 s instead of 58, and a
+    one-process training step on 64 molecules 1.26x less CPU time (DDP ranks of 32 did not change; bench/NOTES.md,
+    "Memory the kernel took back"). The heap above
     1 GiB free is still returned. Process-wide; returns whether it took (False off glibc).
     """
     if not sys.platform.startswith("linux"):

@@ -6,6 +6,7 @@ AVX2), 2 process(es) x 1 thread(s), fp32"), so a reader knows what the hours wer
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -38,6 +39,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
 
+@functools.cache  # process-wide and idempotent: once per process, however many models it loads
 def keep_freed_memory() -> bool:
     """Let glibc reuse freed tensor memory instead of handing it back to the kernel after every call.
 
@@ -45,9 +47,9 @@ def keep_freed_memory() -> bool:
     it on free, so every forward pass faults its large tensors ([B, N, N, H] edge features: 43 MB for 100
     QM9 molecules in `small`) in again, page by page. On the Zen 3 that was a third of sampling's CPU time
     spent in the kernel; with the heap kept, 100 molecules x 60 steps took 41 s instead of 58, and a
-    one-process training step on 64 molecules 1.26x less CPU time (DDP ranks of 32 did not change; bench/NOTES.md,
-    "Memory the kernel took back"). The heap above
-    1 GiB free is still returned. Process-wide; returns whether it took (False off glibc).
+    one-process training step on 64 molecules 1.26x less CPU time (DDP ranks of 32 did not change;
+    bench/NOTES.md, "Memory the kernel took back"). The heap above 1 GiB free is still returned.
+    Returns whether it took (False off glibc).
     """
     if not sys.platform.startswith("linux"):
         return False

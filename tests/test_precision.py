@@ -55,3 +55,6 @@ def test_training_hardware_names_the_precision(monkeypatch):
     assert describe_hardware("auto").endswith(", fp32") and describe_hardware("bf16").endswith(", bf16")
     assert torch.backends.cpu.get_cpu_capability() in describe_hardware()
     assert "2 process(es)" in describe_hardware(processes=2)
+    assert "AMX" not in describe_hardware()
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert "AMX), " in describe_hardware()

@@ -1,7 +1,8 @@
 """Where the work runs: the device to use, the CPU threads, and a description of the hardware.
 
 The description goes into every training run's history and the model card ("AMD EPYC CPU (2 cores,
-AVX2), 2 process(es) x 1 thread(s), fp32"), so a reader knows what the hours were spent on.
+AVX2), 2 process(es) x 1 thread(s), fp32"; "(2 cores, AVX512, AVX512-BF16, AMX)" on a Xeon with AMX), so a
+reader knows what the hours were spent on.
 """
 from __future__ import annotations
 
@@ -66,8 +67,19 @@ def describe_hardware(precision: str = "auto", processes: int = 1) -> str:
         used = resolve_precision(precision, torch.device("cuda"))
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}, {processes} process(es), {used}"
     used = resolve_precision(precision, torch.device("cpu"))
-    return (f"{cpu_name()} CPU ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}), "
+    return (f"{cpu_name()} CPU ({os.cpu_count()} cores, {cpu_features()}), "
             f"{processes} process(es) x {torch.get_num_threads()} thread(s), {used}")
+
+
+def cpu_features() -> str:
+    """The vector ISA torch dispatches to, plus the bf16 units that set its speed ("AVX512, AVX512-BF16, AMX").
+
+    torch names a Zen 5 and a Xeon with AMX alike "AVX512"; on 2 cores their bf16 matmul peaks were about
+    412 and 660 GFLOP/s (bench/NOTES.md).
+    """
+    extras = [name for name, has in (("AVX512-BF16", torch.cpu._is_avx512_bf16_supported()),
+                                     ("AMX", torch.cpu._is_amx_tile_supported())) if has]
+    return ", ".join([torch.backends.cpu.get_cpu_capability(), *extras])
 
 
 def cpu_name() -> str:

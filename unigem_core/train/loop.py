@@ -64,15 +64,19 @@ def make_optimizer(model: nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
 
 def new_state(config: UniGEMConfig, train: QM9Arrays, device: torch.device) -> TrainState:
     torch.manual_seed(config.train.seed)
-    model = Denoiser(config).to(device)
+    return build_state(config, Denoiser(config).to(device), PropertyNormalizer.fit(train.targets),
+                       np.bincount(train.n_atoms, minlength=MAX_ATOMS + 1).tolist())
+
+
+def build_state(config: UniGEMConfig, model: nn.Module, normalizer: PropertyNormalizer, atom_count_hist: list[int],
+                optimizer: torch.optim.Optimizer | None = None) -> TrainState:
+    """A fresh training state around `model` (bench/ wraps the reference network in the same one)."""
     tc = config.train
-    optimizer = make_optimizer(model, tc)
     return TrainState(config=config, model=model, ema=EMA(model, tc.ema_decay),
-                      slow_ema=EMA(model, tc.slow_ema_decay) if tc.slow_ema_decay else None, optimizer=optimizer,
-                      clipper=AdaptiveClipper(tc.clip_history),
+                      slow_ema=EMA(model, tc.slow_ema_decay) if tc.slow_ema_decay else None,
+                      optimizer=optimizer or make_optimizer(model, tc), clipper=AdaptiveClipper(tc.clip_history),
                       generator=torch.Generator().manual_seed(tc.seed + 1000 * rank_and_world()[0]),
-                      normalizer=PropertyNormalizer.fit(train.targets),
-                      atom_count_hist=np.bincount(train.n_atoms, minlength=MAX_ATOMS + 1).tolist())
+                      normalizer=normalizer, atom_count_hist=atom_count_hist)
 
 
 def state_dict(state: TrainState) -> dict:

@@ -21,6 +21,8 @@ from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.model.denoiser import Denoiser
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
+CFG = preset("tiny")
+SCHEDULE = NoiseSchedule(CFG.diffusion.num_steps, CFG.diffusion.power, CFG.diffusion.precision)
 
 
 @pytest.fixture(scope="module")
@@ -37,28 +39,24 @@ def bench_modules():
 @pytest.mark.parametrize("network", ["ours", "reference"])
 def test_training_workload_takes_a_step(bench_modules, network):
     W, reference_egnn = bench_modules
-    cfg = preset("tiny")
     train = load_split("train", progress=False).subset(np.arange(16))
-    schedule = NoiseSchedule(cfg.diffusion.num_steps, cfg.diffusion.power, cfg.diffusion.precision)
     torch.manual_seed(0)
-    model = Denoiser(cfg)
+    model = Denoiser(CFG)
     if network == "reference":
-        model = reference_egnn.ReferenceDenoiser.from_denoiser(model, cfg)
-    state = W.training_state(model, cfg.with_train(precision="fp32"), PropertyNormalizer.fit(train.targets))
+        model = reference_egnn.ReferenceDenoiser.from_denoiser(model, CFG)
+    state = W.training_state(model, CFG.with_train(precision="fp32"), PropertyNormalizer.fit(train.targets))
     before = [p.detach().clone() for p in model.parameters()]
-    W.training_run(state, [collate(train, np.arange(16))], schedule)()
+    W.training_run(state, [collate(train, np.arange(16))], SCHEDULE)()
     assert state.step == 1
     assert any(not torch.equal(a, p) for a, p in zip(before, model.parameters()))
 
 
 def test_sampling_workload_and_its_warm_up_run(bench_modules):
     W, reference_egnn = bench_modules
-    cfg = preset("tiny")
-    schedule = NoiseSchedule(cfg.diffusion.num_steps, cfg.diffusion.power, cfg.diffusion.precision)
     torch.manual_seed(0)
-    ours = Denoiser(cfg).eval()
-    reference = reference_egnn.ReferenceDenoiser.from_denoiser(ours, cfg).eval()
+    ours = Denoiser(CFG).eval()
+    reference = reference_egnn.ReferenceDenoiser.from_denoiser(ours, CFG).eval()
     for model in (ours, reference):
         W.denoiser_call(model, [5, 7], "fp32", torch.device("cpu"))()
-        W.sampling_run(model, schedule, [5, 7], steps=4, precision="fp32")()
-    assert W.sampling_calls(schedule, cfg.diffusion.t_n, 4) > 1
+        W.sampling_run(model, SCHEDULE, [5, 7], steps=4, precision="fp32")()
+    assert W.sampling_calls(SCHEDULE, CFG.diffusion.t_n, 4) > 1

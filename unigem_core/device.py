@@ -74,8 +74,8 @@ def describe_hardware(precision: str = "auto", processes: int = 1) -> str:
 def cpu_features() -> str:
     """The vector ISA torch dispatches to, plus the bf16 units that set its speed ("AVX512, AVX512-BF16, AMX").
 
-    torch names a Zen 5 and a Xeon with AMX alike "AVX512"; on 2 cores their bf16 matmul peaks were about
-    412 and 660 GFLOP/s (bench/NOTES.md).
+    torch names a Zen 5 and a Xeon with AMX alike "AVX512"; on 2 cores their bf16 matmul peaks measured 412
+    and 2288 GFLOP/s (bench/NOTES.md).
     """
     extras = [name for name, has in (("AVX512-BF16", torch.cpu._is_avx512_bf16_supported()),
                                      ("AMX", torch.cpu._is_amx_tile_supported())) if has]

@@ -150,11 +150,13 @@ def test_evaluate_json_contract(capsys):
     assert result["checkpoint_sha256"] == json.loads(MODEL_CARD.read_text())["files"]["unigem.pt"]["sha256"]
 
 
-def test_evaluate_reports_resampling(capsys):
-    assert main(["evaluate", "--n", "2", "--steps", "10", "--resample", "2", "--resample-below", "300", "--no-novelty",
+@pytest.mark.parametrize("below", [None, 300])  # every step (the default), or the steps that end below t = 300
+def test_evaluate_reports_resampling(capsys, below):
+    limit = [] if below is None else ["--resample-below", str(below)]
+    assert main(["evaluate", "--n", "2", "--steps", "10", "--resample", "2", *limit, "--no-novelty",
                  "--precision", "fp32", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["resample"] == 2 and result["resample_below"] == 300
+    assert result["resample"] == 2 and result.get("resample_below") == below
 
 
 def test_evaluate_loss_alone(capsys):

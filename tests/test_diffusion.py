@@ -158,7 +158,8 @@ def test_sampler_records_two_phase_trajectory(tiny_config):
 
 
 def test_resampling_repeats_the_late_steps_and_keeps_seeds_per_molecule(tiny_config):
-    """resample=R takes each step ending below resample_below R more times; seed k is still one molecule."""
+    """resample=R takes every step (or each step ending below resample_below) R more times; seed k is still one
+    molecule."""
     from unigem_core.diffusion.sampler import network_calls
     from unigem_core.model.denoiser import Denoiser
 
@@ -169,8 +170,13 @@ def test_resampling_repeats_the_late_steps_and_keeps_seeds_per_molecule(tiny_con
     late = sum(s < 100 for s in ts[1:])
     assert 0 < late < 30
     plain = SamplerOptions(steps=30, precision="fp32")
-    opts = SamplerOptions(steps=30, precision="fp32", resample=2, record_trajectory=True, nucleation_frames=10)
-    assert network_calls(ts, plain) == 31 and network_calls(ts, opts) == 31 + 2 * late
+    everywhere = SamplerOptions(steps=30, precision="fp32", resample=2)
+    opts = SamplerOptions(steps=30, precision="fp32", resample=2, resample_below=100, record_trajectory=True,
+                          nucleation_frames=10)
+    assert network_calls(ts, plain) == 31 and network_calls(ts, everywhere) == 31 + 2 * 30
+    assert network_calls(ts, opts) == 31 + 2 * late
+    with pytest.raises(ValueError, match="at least 1"):
+        SamplerOptions(resample=1, resample_below=0)
 
     calls = []
     net_forward = model.forward

@@ -91,7 +91,9 @@ def evaluate_generation(engine: Engine, n: int = 1000, seed: int = 0, batch_size
     if options.steps is not None and options.steps < engine.num_steps:
         metrics["spacing"] = options.spacing
     if options.resample:
-        metrics.update(resample=options.resample, resample_below=options.resample_below)
+        metrics["resample"] = options.resample
+        if options.resample_below is not None:  # absent: every step was resampled
+            metrics["resample_below"] = options.resample_below
     return metrics
 
 

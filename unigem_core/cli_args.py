@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unigem_core.constants import RESAMPLE_BELOW, STEP_SPACING
+from unigem_core.constants import STEP_SPACING
 from unigem_core.precision import CHOICES as PRECISIONS
 
 
@@ -24,11 +24,11 @@ def _add_steps_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spacing", type=float, default=STEP_SPACING,
                    help=f"with fewer steps than T, how the nucleation steps are spread: 1 = evenly, larger = denser "
                         f"at low noise, where the bonds settle (default {STEP_SPACING:g})")
-    p.add_argument("--resample", type=int, default=0, help="take each step that ends below --resample-below this many "
-                   "more times, going back through the forward process first: a corrector for the late steps, "
-                   "one network call per extra round (default 0)")
-    p.add_argument("--resample-below", type=int, default=RESAMPLE_BELOW, help=f"where resampling starts "
-                   f"(default t = {RESAMPLE_BELOW})")
+    p.add_argument("--resample", type=int, default=0, help="take each step this many more times, going back through "
+                   "the forward process first: a corrector, one network call per step and extra round (default 0, "
+                   "the paper's sampler)")
+    p.add_argument("--resample-below", type=int, default=None, metavar="T",
+                   help="resample only the steps that end below t = T (default: every step)")
 
 
 def _add_precision_arg(p: argparse.ArgumentParser, work: str = "sampling") -> None:

@@ -72,6 +72,3 @@ PUBLISHED_EGNN_MAE = {"mu": 0.029, "alpha": 0.071, "homo": 29.0, "lumo": 25.0, "
 # shipped model's molecule stability from 55 % to 63 % and validity from 81 % to 87 % (bench/NOTES.md,
 # "Step spacing"). The full T-step sampler does not use it.
 STEP_SPACING = 3.0
-# Resampling (`sampler.sample`, `--resample`): steps that end below this t are taken again after going back
-# through the forward process. t = 100 is sigma about 0.14 A, where the molecule's bonds settle.
-RESAMPLE_BELOW = 100

@@ -16,12 +16,12 @@ from app import resources
 from app.components.gallery import show_gallery
 from app.state import ATOMS_FIXED, ATOMS_FROM_DATA, GENERATION, WIDGET_DEFAULTS, GenerationRun
 from unigem_core import api
-from unigem_core.constants import MAX_ATOMS, RESAMPLE_BELOW
+from unigem_core.constants import MAX_ATOMS
 from unigem_core.precision import resolve_precision
 
 MIN_ATOMS = 5  # the smallest molecules worth generating; QM9 has a handful below this
-PREVIEW_STEPS = (50, 100, 250)
-REFINEMENT_ROUNDS = (0, 1, 3)  # the choices of resampling rounds for the late steps (sampler.sample)
+PREVIEW_STEPS = (25, 50, 100, 250)
+REFINEMENT_ROUNDS = (0, 1, 3)  # the choices of resampling rounds of every step (sampler.sample)
 DEFAULT_STEPS = WIDGET_DEFAULTS["gen_steps"]
 
 
@@ -49,10 +49,11 @@ def _settings_form(engine_steps: int) -> dict:
                                   "accurate (the model card measures both).")
             resample = st.radio("Refinement", REFINEMENT_ROUNDS, key="gen_resample", horizontal=True,
                                 format_func=lambda r: "off" if r == 0 else f"{r} round{'s' if r > 1 else ''}",
-                                help=f"Each of the last steps (below t = {RESAMPLE_BELOW}, where the bonds settle) "
-                                     "is taken again after stepping back through the noising process: a corrector "
-                                     "that makes more molecules stable, for one extra network call per step and "
-                                     "round. Off is the paper's sampler. The Model page measures both.")
+                                help="Each step is taken again after stepping back through the noising process: "
+                                     "a corrector that makes more molecules stable and valid, for one extra network "
+                                     "call per step and round. More rounds also give more molecules that QM9's "
+                                     "training set already holds. Off is the paper's sampler. The Model page "
+                                     "measures each setting (25 steps + 3 rounds: the most stable per call).")
         with middle:
             mode = st.radio("Atoms per molecule", (ATOMS_FROM_DATA, ATOMS_FIXED), key="gen_atoms_mode",
                             help="By default each molecule draws its atom count (hydrogens included) from QM9.")

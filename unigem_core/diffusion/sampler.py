@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from unigem_core.constants import RESAMPLE_BELOW, STEP_SPACING
+from unigem_core.constants import STEP_SPACING
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import batch_noise, remove_mean
 from unigem_core.molecule import Frame, Trajectory
@@ -30,12 +30,18 @@ class SamplerOptions:
     nucleation_frames: int = 100  # frames kept from the nucleation phase; every growth-phase step is kept
     precision: str = "auto"  # the network's dense work: "bf16", "fp32" or "auto" (bf16 where native; unigem_core.precision)
     compile: bool = False  # run the network through torch.compile (see `compiled`): faster calls after a slow first one
-    resample: int = 0  # extra rounds of each step that ends below t = resample_below (`sample`); 0 = plain ancestral
-    resample_below: int = RESAMPLE_BELOW
+    resample: int = 0  # extra rounds of each step (`sample`); 0 = plain ancestral, the paper's sampler
+    resample_below: int | None = None  # resample only the steps that end below this t; None = every step
 
     def __post_init__(self) -> None:
         if self.resample < 0:
             raise ValueError(f"resample counts extra rounds and cannot be negative, not {self.resample}")
+        if self.resample_below is not None and self.resample_below < 1:
+            raise ValueError(f"resample_below is a timestep and must be at least 1, not {self.resample_below}")
+
+    def rounds(self, s: int) -> int:
+        """How many times the step that ends at s is taken: 1, plus `resample` where resampling applies."""
+        return 1 + (self.resample if self.resample_below is None or s < self.resample_below else 0)
 
 
 @dataclass
@@ -142,8 +148,7 @@ def compiled(model: torch.nn.Module) -> Callable:
 
 def network_calls(ts: list[int], options: SamplerOptions) -> int:
     """How many times `sample` calls the network over the descending steps `ts`, the final t = 0 call included."""
-    rounds = sum(1 + (options.resample if s < options.resample_below else 0) for s in ts[1:])
-    return rounds + 1
+    return sum(options.rounds(s) for s in ts[1:]) + 1
 
 
 @torch.inference_mode()
@@ -151,12 +156,14 @@ def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int],
            on_progress: ProgressCallback | None = None, on_frame: FrameCallback | None = None) -> SampleResult:
     """Generate len(seeds) molecules with the given atom counts. The model's device is used.
 
-    Each step t -> s is an ancestral step (spec 6). With options.resample = R, a step that ends
-    below options.resample_below is taken R more times, each time after going back from z_s to t
-    through the forward process, z_t = alpha_{t|s} z_s + sigma_{t|s} noise (the resampling of
-    RePaint, Lugmayr et al. 2022). With an exact denoiser this leaves the distribution of z_s
-    unchanged; with ours it is a corrector that lets the late steps, where bond lengths settle,
-    undo part of the error made before them. It costs R network calls per such step.
+    Each step t -> s is an ancestral step (spec 6). With options.resample = R, each step (or, with
+    options.resample_below, each step that ends below that t) is taken R more times, each time after
+    going back from z_s to t through the forward process, z_t = alpha_{t|s} z_s + sigma_{t|s} noise
+    (the resampling of RePaint, Lugmayr et al. 2022). With an exact denoiser this leaves the
+    distribution of z_s unchanged; with ours it is a corrector that lets each step undo part of the
+    error made before it. It costs R network calls per step. At a fixed number of calls, fewer steps
+    with more rounds made more of the shipped model's molecules stable, and fewer of them novel
+    (bench/NOTES.md, "Resampling every step").
     """
     device = next(model.parameters()).device
     t_n = model.t_n
@@ -188,7 +195,7 @@ def sample(model, schedule: NoiseSchedule, n_atoms: list[int], seeds: list[int],
         alpha_ts, sigma2_ts = (v.to(device) for v in schedule.transition(t_, s_))
         sigma_t, sigma_s = schedule.sigma(t_).to(device), schedule.sigma(s_).to(device)
         std = torch.sqrt(sigma2_ts) * sigma_s / sigma_t
-        rounds = 1 + (options.resample if s < options.resample_below else 0)
+        rounds = options.rounds(s)
         for r in range(rounds):
             if r:  # back from z_s to t through the forward process
                 z = remove_mean(alpha_ts * z + torch.sqrt(sigma2_ts) * noise(), node_mask)

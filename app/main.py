@@ -15,6 +15,7 @@ if str(REPO_ROOT) not in sys.path:  # `streamlit run` puts app/ on sys.path, not
 
 import streamlit as st  # noqa: E402
 
+from app import resources  # noqa: E402
 from app.bootstrap import ensure_config_link  # noqa: E402
 from app.state import WIDGET_DEFAULTS  # noqa: E402
 
@@ -24,6 +25,7 @@ def main() -> None:
     st.set_page_config(page_title="UniGEM Studio", page_icon="⚛️", layout="wide")
     for key, default in WIDGET_DEFAULTS.items():  # set once, then keep across page switches
         st.session_state[key] = st.session_state.get(key, default)
+    resources.training_set()  # starts reading QM9's training SMILES (the gallery's novelty badge) in the background
     pages = [
         st.Page("views/generate.py", title="Generate", icon=":material/science:", default=True),
         st.Page("views/trajectory.py", title="Trajectory", icon=":material/animation:", url_path="trajectory"),

@@ -57,6 +57,37 @@ def gpu_available() -> bool:
         return False
 
 
+class TrainingSet:
+    """QM9's training SMILES, for telling a generated molecule the training set already holds from a novel one.
+
+    Read in a background thread from the cache file that `unigem evaluate` also uses (built there first
+    when missing: once per machine, about a minute on two cores), so no page waits for it.
+    """
+
+    def __init__(self, load: Callable[[], set[str]]):
+        self._smiles: frozenset[str] | None = None
+        self.error: str | None = None
+        threading.Thread(target=self._load, args=(load,), name="qm9-training-smiles", daemon=True).start()
+
+    def _load(self, load: Callable[[], set[str]]) -> None:
+        try:
+            self._smiles = frozenset(load())
+        except Exception as exc:  # no QM9 data here: the app works on, without the novelty badge
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def smiles(self) -> frozenset[str] | None:
+        """The training SMILES (spec 8.3 convention), or None while they load or if they could not be read."""
+        return self._smiles
+
+
+@st.cache_resource(show_spinner=False)
+def training_set() -> TrainingSet:
+    """One TrainingSet per process, started on the first call (app/main.py makes it at start-up)."""
+    from unigem_core.metrics import training_smiles
+
+    return TrainingSet(lambda: training_smiles(progress=False))
+
+
 def model_card_path() -> Path:
     """$UNIGEM_MODEL_CARD if set, else model_card.json beside the served checkpoint."""
     return Path(os.environ.get("UNIGEM_MODEL_CARD") or checkpoint_path().parent / "model_card.json")

@@ -122,8 +122,13 @@ def property_columns() -> dict:
             "Difference": number(format="%.3g", help="Predicted minus the value in the file")}
 
 
-def generation_table(run: GenerationRun, indices: list[int] | None = None) -> pd.DataFrame:
-    """One row per generated molecule: identity, checks, then the twelve properties with units."""
+def generation_table(run: GenerationRun, indices: list[int] | None = None,
+                     training_smiles: frozenset[str] | None = None) -> pd.DataFrame:
+    """One row per generated molecule: identity, checks, then the twelve properties with units.
+
+    With `training_smiles`, a "novel" column says whether each valid molecule is absent from QM9's
+    training set (empty for an invalid one).
+    """
     rows = []
     for i in range(len(run.molecules)) if indices is None else indices:
         g = run.molecules[i]
@@ -132,6 +137,8 @@ def generation_table(run: GenerationRun, indices: list[int] | None = None) -> pd
                "SMILES": run.readable_smiles[i] or "", "stable": g.stable, "valid": g.valid,
                "stable atoms": f"{stable_atoms}/{g.molecule.n_atoms}",
                "unstable atoms (valence)": " ".join(f"{p.label}({p.valence})" for p in run.problems[i])}
+        if training_smiles is not None:
+            row["novel"] = (g.smiles not in training_smiles) if g.valid else None
         row.update({p.column: (g.molecule.properties or {}).get(p.key) for p in PROPERTIES})
         rows.append(row)
     return pd.DataFrame(rows)

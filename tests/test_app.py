@@ -130,6 +130,57 @@ def test_generate_refinement_reaches_the_sampler():
     assert abs(refined.molecules[0].molecule.positions - plain.molecules[0].molecule.positions).max() > 1e-3
 
 
+def test_gallery_marks_novel_molecules_and_those_the_training_set_holds(monkeypatch):
+    """Each valid molecule wears "novel" or "in QM9's training set"; the summary counts the novel ones."""
+    from types import SimpleNamespace
+
+    from app import resources
+
+    at = start()
+    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: None))  # still loading
+    generate(at, n=4, steps=25)
+    run = at.session_state["generation_run"]
+    valid = [g for g in run.molecules if g.valid]
+    assert valid and metric(at, "Novel") == "…"
+    assert not any("novel]" in m.value or "training set]" in m.value for m in at.markdown)
+
+    known = frozenset({valid[0].smiles, "[H]C([H])([H])[H]"})
+    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known))
+    at.run()
+    badges = " ".join(m.value for m in at.markdown)
+    held = sum(g.smiles in known for g in valid)
+    assert held >= 1 and badges.count("in QM9's training set]") == held
+    assert badges.count(":material/auto_awesome: novel]") == len(valid) - held
+    assert metric(at, "Novel") == f"{(len(valid) - held) / len(valid):.0%}"
+    table = next(d.value for d in at.dataframe if "novel" in d.value.columns)  # the "All properties" table
+    assert table["novel"].tolist() == [(g.smiles not in known) if g.valid else None for g in run.molecules]
+
+
+def test_training_set_loads_in_the_background():
+    """The training SMILES load in a thread: None until they are there; a failure leaves them None, with a reason."""
+    import threading
+    import time
+
+    from app.resources import TrainingSet
+
+    gate = threading.Event()
+    loading = TrainingSet(lambda: gate.wait(10) and {"C", "CO"})
+    assert loading.smiles() is None
+    gate.set()
+    deadline = time.monotonic() + 10
+    while loading.smiles() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert loading.smiles() == frozenset({"C", "CO"}) and loading.error is None
+
+    def missing():
+        raise FileNotFoundError("no QM9 data")
+
+    failed = TrainingSet(missing)
+    while failed.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert failed.smiles() is None and "no QM9 data" in failed.error
+
+
 def test_generate_valid_molecules_only(monkeypatch):
     at = start()
     at.checkbox(key="gen_keep_valid").check()
@@ -338,7 +389,9 @@ def test_model_page_with_card(monkeypatch, tmp_path):
                                 "command": "unigem evaluate --steps 1000", "unstable_atoms": {"C:3": 39, "N:4": 1}},
                        "100": {"atom_stability": 0.9, "molecule_stability": 0.4, "validity": 0.8},
                        "100+r1": {"atom_stability": 0.95, "molecule_stability": 0.8, "validity": 0.9, "steps": 100,
-                                  "resample": 1, "resample_below": 100}},
+                                  "resample": 1, "resample_below": 100},
+                       "25+r3": {"atom_stability": 0.96, "molecule_stability": 0.85, "validity": 0.9, "steps": 25,
+                                 "resample": 3, "novelty": 0.65}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
         "training": {"hardware": "1x H100", "seconds": 7200},
         "validation_curve": [{"step": 2000 * e, "epoch": e, "val_loss": 0.3 - 0.01 * e, "val_prop_mae_norm": 0.06}
@@ -357,12 +410,15 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     glance = {m.label: m.value for m in at.metric}
     assert glance["Molecule stability · 1,000 steps"] == "70.0%" and glance["Valid × unique · 1,000 steps"] == "88.0%"
     assert glance["Dipole moment MAE"] == "0.5 D" and "Molecule stability · 100 steps" not in glance
-    assert glance["Molecule stability · 100 steps + 1 refinement round"] == "80.0%"  # the best refined sampler
-    assert {"published UniGEM: 89.8%", "published EGNN: 0.029 D"} <= {c.value for c in at.caption}
+    assert glance["Molecule stability · 25 steps + 3 refinement rounds"] == "85.0%"  # the best refined sampler
+    assert "Molecule stability · 100 steps + 1 refinement round below t = 100" not in glance
+    captions = {c.value for c in at.caption}
+    assert {"published UniGEM: 89.8% · novel: 65.0%", "published EGNN: 0.029 D"} <= captions
     generation = at.dataframe[0].value
-    assert generation["model"].tolist()[:3] == ["this model · 1,000 steps, 1000 molecules", "this model · 100 steps",
-                                                "this model · 100 steps + 1 refinement round"]
-    assert len(generation) == 3 + len(PUBLISHED_GENERATION)
+    assert generation["model"].tolist()[:4] == ["this model · 1,000 steps, 1000 molecules", "this model · 100 steps",
+                                                "this model · 100 steps + 1 refinement round below t = 100",
+                                                "this model · 25 steps + 3 refinement rounds"]
+    assert len(generation) == 4 + len(PUBLISHED_GENERATION)
     assert generation["Mol. stable"].iloc[0] == "70.0%"
     assert ("Where the molecules of 1,000 steps fail: 39 carbons with valence 3 (C takes 4), 1 nitrogen with valence 4 "
             "(N takes 3).") in [c.value for c in at.caption]

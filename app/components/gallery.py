@@ -1,7 +1,8 @@
 """The gallery of generated molecules: summary, downloads, one card per molecule and a full table.
 
 Each card holds a 3D view, formula, SMILES (heavy-atom form), stability/validity badges (an unstable
-molecule's offending atoms are named and wear a halo in the view) and the twelve predicted
+molecule's offending atoms are named and wear a halo in the view), whether QM9's training set already
+holds the molecule, and the twelve predicted
 properties. Cards are paged (GALLERY_PAGE molecules at a time) because every 3D view is a WebGL
 context and browsers allow only about sixteen per page.
 """
@@ -19,12 +20,14 @@ from unigem_core.metrics import ValenceProblem
 GALLERY_PAGE = 9  # cards per gallery page (3 rows of 3)
 COLUMNS = 3
 SELECTED = "trajectory_molecule"  # index of the molecule the Trajectory page opens with
+NOVEL_HELP = ("Share of the valid molecules whose SMILES (hydrogens explicit, as for the model card's novelty) "
+              "is not among QM9's training molecules")
 
 
-def _summary(run: GenerationRun) -> None:
+def _summary(run: GenerationRun, known: frozenset[str] | None) -> None:
     n = len(run.molecules)
     steps = run.settings.get("steps")
-    cols = st.columns(5)
+    cols = st.columns(6)
     cols[0].metric("Molecules", n)
     cols[1].metric("Valid", f"{sum(g.valid for g in run.molecules) / n:.0%}", help="RDKit sanitises the molecule")
     cols[2].metric("Stable", f"{sum(g.stable for g in run.molecules) / n:.0%}",
@@ -32,8 +35,14 @@ def _summary(run: GenerationRun) -> None:
     rounds = run.settings.get("resample") or 0
     cols[3].metric("Sampling steps", f"{steps:,}" if steps else "all",
                    delta=f"+ {rounds} refinement round{'s' if rounds > 1 else ''}" if rounds else None,
-                   delta_color="off", help="Refinement: the late steps taken again (Generate's settings)")
+                   delta_color="off", help="Refinement: every step taken again (Generate's settings)")
     cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
+    valid = [g for g in run.molecules if g.valid]
+    if known is None:
+        novel = "…"
+    else:
+        novel = f"{sum(g.smiles not in known for g in valid) / len(valid):.0%}" if valid else "–"
+    cols[5].metric("Novel", novel, help=NOVEL_HELP + (" (still reading them)" if known is None else ""))
     if run.seeds_tried is not None:
         first = run.settings.get("seed", 0)
         found = f"{n} valid molecule{'s' if n != 1 else ''}"
@@ -45,7 +54,7 @@ def _summary(run: GenerationRun) -> None:
             st.caption(f"{found} from {seeds}; {skipped} invalid one{'s' if skipped != 1 else ''} skipped.")
 
 
-def _downloads(run: GenerationRun, indices: list[int]) -> None:
+def _downloads(run: GenerationRun, indices: list[int], known: frozenset[str] | None) -> None:
     """SDF (properties as SD tags), XYZ and CSV of the molecules shown; built only when clicked."""
     stem = f"unigem_seed{run.settings.get('seed', 0)}"
     count = f"{len(indices)} molecule" + ("s" if len(indices) != 1 else "")
@@ -56,17 +65,21 @@ def _downloads(run: GenerationRun, indices: list[int]) -> None:
     cols[1].download_button(f"XYZ ({count})", lambda: to_xyz(named_molecules(run, indices)), f"{stem}.xyz",
                             "chemical/x-xyz", on_click="ignore", icon=":material/download:", key="dl_gen_xyz",
                             width="stretch")
-    cols[2].download_button(f"Table as CSV ({count})", lambda: to_csv(generation_table(run, indices)),
+    cols[2].download_button(f"Table as CSV ({count})", lambda: to_csv(generation_table(run, indices, known)),
                             f"{stem}.csv", "text/csv", on_click="ignore", icon=":material/download:",
                             key="dl_gen_csv", width="stretch")
 
 
-def _badges(run: GenerationRun, i: int) -> str:
+def _badges(run: GenerationRun, i: int, known: frozenset[str] | None) -> str:
     g = run.molecules[i]
     stable = ":green-badge[:material/check: stable]" if g.stable else ":orange-badge[:material/warning: unstable]"
     valid = ":green-badge[:material/check: valid]" if g.valid else ":red-badge[:material/close: invalid]"
     n_ok = "?" if g.atom_stable is None else int(g.atom_stable.sum())
-    return f"{stable} {valid} :gray-badge[{n_ok}/{g.molecule.n_atoms} atoms stable]"
+    badges = f"{stable} {valid} :gray-badge[{n_ok}/{g.molecule.n_atoms} atoms stable]"
+    if g.valid and known is not None:
+        badges += (" :gray-badge[:material/menu_book: in QM9's training set]" if g.smiles in known
+                   else " :blue-badge[:material/auto_awesome: novel]")
+    return badges
 
 
 def _valence_caption(problems: list[ValenceProblem]) -> None:
@@ -77,14 +90,14 @@ def _valence_caption(problems: list[ValenceProblem]) -> None:
                     "Hover over an atom in the view to see its label.")
 
 
-def _card(run: GenerationRun, i: int, typical_error: dict[str, float]) -> None:
+def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: frozenset[str] | None) -> None:
     g = run.molecules[i]
     with st.container(border=True):
         st.markdown(f"**#{i + 1} · {g.molecule.formula}** · {g.molecule.n_atoms} atoms · seed {g.seed}")
         problems = run.problems[i]
         show_molecule(g.molecule.symbols, g.molecule.positions, height=250, title=f"Molecule {run.label(i)}",
                       highlight=[p.index for p in problems])
-        st.markdown(_badges(run, i))
+        st.markdown(_badges(run, i, known))
         if problems:
             _valence_caption(problems)
         focus = focus_atoms(g.molecule.positions)
@@ -108,15 +121,18 @@ def _card(run: GenerationRun, i: int, typical_error: dict[str, float]) -> None:
             st.switch_page("views/trajectory.py")
 
 
-def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = None) -> None:
+def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = None,
+                 training_smiles: frozenset[str] | None = None) -> None:
     """Everything below the Generate button once molecules exist.
 
-    `typical_error` (the model card's test MAE per property) goes beside each molecule's predictions.
+    `typical_error` (the model card's test MAE per property) goes beside each molecule's predictions;
+    `training_smiles` (app.resources.TrainingSet) marks each valid molecule novel or in QM9's training
+    set; None (still loading) leaves the mark out.
     """
-    _summary(run)
+    _summary(run, training_smiles)
     only_valid = run.seeds_tried is None and st.toggle("Show only valid molecules", key="gen_only_valid")
     indices = [i for i, g in enumerate(run.molecules) if g.valid or not only_valid]
-    _downloads(run, indices)
+    _downloads(run, indices, training_smiles)
     if not indices:
         st.warning("None of these molecules is valid. Turn off the filter, or sample with more steps.")
         return
@@ -128,8 +144,8 @@ def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = No
     for row in range(0, len(shown), COLUMNS):
         for col, i in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
             with col:
-                _card(run, i, typical_error or {})
+                _card(run, i, typical_error or {}, training_smiles)
     st.subheader("All properties")
     st.caption(", ".join(f"{p.key}: {p.label}" for p in PROPERTIES))
-    st.dataframe(generation_table(run, indices), hide_index=True, width="stretch",
+    st.dataframe(generation_table(run, indices, training_smiles), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format=f) for c, f in PROPERTY_FORMATS.items()})

@@ -162,7 +162,7 @@ def render() -> None:
     if run is None:
         st.info("Choose the settings above and press **Generate**. A preview with 100 steps takes seconds on a CPU.")
         return
-    show_gallery(run, resources.typical_errors())
+    show_gallery(run, resources.typical_errors(), resources.training_set().smiles())
 
 
 render()

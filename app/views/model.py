@@ -79,10 +79,14 @@ def validation_figure(rows: list[dict]) -> go.Figure:
 
 
 def sampler_label(key: str, metrics: dict) -> str:
-    """"1,000 steps", or "100 steps + 1 refinement round" for an evaluation with resampling."""
+    """"1,000 steps", or "50 steps + 1 refinement round" for an evaluation with resampling (of every step, or
+    "... below t = 100" where only the steps ending below a t were resampled)."""
     steps = metrics.get("steps") or _as_int(key.split("+")[0])
     rounds = metrics.get("resample") or 0
-    return f"{steps:,} steps" + (f" + {rounds} refinement round{'s' if rounds > 1 else ''}" if rounds else "")
+    if not rounds:
+        return f"{steps:,} steps"
+    below = f" below t = {metrics['resample_below']:,}" if metrics.get("resample_below") else ""
+    return f"{steps:,} steps + {rounds} refinement round{'s' if rounds > 1 else ''}{below}"
 
 
 def _by_sampler(generation: dict) -> list[tuple[str, dict]]:
@@ -169,8 +173,9 @@ def _at_a_glance(card: dict) -> None:
     refined = [(label, m) for label, m in measured if m.get("resample") and m.get("molecule_stability") is not None]
     if refined:  # the best refined sampler measured (the Generate page's default is one of these)
         label, metrics = max(refined, key=lambda item: item[1]["molecule_stability"])
+        novel = f" · novel: {_percent(metrics['novelty'])}" if metrics.get("novelty") is not None else ""
         tiles.append((f"Molecule stability · {label}", _percent(metrics["molecule_stability"]),
-                      f"published UniGEM: {_percent(PUBLISHED_GENERATION['UniGEM']['molecule_stability'])}"))
+                      f"published UniGEM: {_percent(PUBLISHED_GENERATION['UniGEM']['molecule_stability'])}{novel}"))
     mae = (card.get("properties") or {}).get("mae") or {}
     for p in PROPERTIES:
         if p.key in ("gap", "mu") and mae.get(p.key) is not None:

@@ -36,6 +36,7 @@ WIDGET_DEFAULTS = {
     "gen_device": "Auto",
     "gen_only_valid": False,
     "gen_keep_valid": False,
+    "gen_keep_novel": False,  # valid molecules that QM9's training set does not hold
     "pred_xyz": "",
     "pred_smiles": "",
     "traj_autoplay": True,
@@ -47,10 +48,10 @@ class GenerationRun:
     """One press of "Generate": the molecules and the settings that made them."""
 
     molecules: list[GeneratedMolecule]
-    settings: dict  # n, steps, n_atoms (None = training distribution), seed, device, keep_valid
+    settings: dict  # n, steps, n_atoms (None = training distribution), seed, device, keep_valid, keep_novel
     seconds: float  # wall-clock time of the sampling
     device: str  # the device the engine ran on and its precision, e.g. "cpu, fp32"
-    seeds_tried: int | None = None  # with keep_valid: how many seeds were sampled to find the valid ones
+    seeds_tried: int | None = None  # with keep_valid: how many seeds were sampled to find the ones kept
     readable_smiles: list[str | None] = field(default_factory=list)  # heavy-atom SMILES, None if invalid
     problems: list[list[ValenceProblem]] = field(default_factory=list)  # per molecule, its unstable atoms
 

@@ -201,6 +201,32 @@ def test_generate_valid_molecules_only(monkeypatch):
     assert at.session_state["generation_run"] is run  # the last good run stays
 
 
+def test_generate_novel_molecules_only(monkeypatch):
+    """"Novel molecules only" skips the valid molecules the training set holds; it waits for that set to load."""
+    from types import SimpleNamespace
+
+    from app import resources
+    from unigem_core import api
+
+    engine = resources.get_engine("auto")
+    plain = [g for g in api.generate(engine, 4, seed=0, steps=25, resample=1) if g.valid]
+    assert plain
+    known = frozenset({plain[0].smiles})  # "the training set holds the first valid molecule"
+    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known))
+    at = start()
+    at.checkbox(key="gen_keep_novel").check()
+    generate(at, n=2, steps=25)
+    run = at.session_state["generation_run"]
+    assert run.settings["keep_novel"] and run.settings["keep_valid"]
+    assert all(g.valid and g.smiles not in known for g in run.molecules)
+    assert plain[0].seed not in [g.seed for g in run.molecules]
+    assert any("novel molecule" in c.value and "invalid or known" in c.value for c in at.caption)
+
+    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: None))  # still loading
+    at.run()
+    assert at.checkbox(key="gen_keep_novel").disabled
+
+
 def test_gallery_names_and_rings_the_unstable_atoms():
     """A run of two molecules, methane and methyl (CH3: its carbon has valence 3), shown by the gallery."""
     import numpy as np

@@ -80,6 +80,34 @@ def test_generate_valid_samples_rounds_until_it_has_n(monkeypatch):
         api.generate_valid(None, 0)
 
 
+def test_generate_valid_skips_the_excluded_smiles(monkeypatch):
+    """exclude (the training SMILES) skips valid molecules it holds: the first n novel ones are kept."""
+    from unigem_core import api, generation
+    from unigem_core.molecule import GeneratedMolecule
+
+    def all_valid(engine, n, seed=0, **options):
+        return [GeneratedMolecule(seed=s, molecule=None, valid=True, smiles=f"S{s % 4}") for s in range(seed, seed + n)]
+
+    monkeypatch.setattr(generation, "generate", all_valid)
+    kept, tried = api.generate_valid(None, 3, seed=0, exclude={"S0", "S2"})
+    assert [g.seed for g in kept] == [1, 3, 5] and tried >= 6
+
+
+def test_sample_novel_only(tmp_path, capsys, monkeypatch):
+    """--novel-only writes no molecule whose SMILES the training set holds."""
+    from unigem_core import api, metrics
+    from unigem_core.io import read_molecules
+
+    first = [g for g in api.generate(api.load_model(), 6, seed=20, steps=30) if g.valid]
+    assert first
+    monkeypatch.setattr(metrics, "training_smiles", lambda: {first[0].smiles})  # "the training set holds it"
+    out = tmp_path / "novel.sdf"
+    assert main(["sample", "--n", "2", "--steps", "30", "--novel-only", "--seed", "20", "--out", str(out)]) == 0
+    names = [m.name for m in read_molecules(out)]
+    assert names and f"unigem-seed{first[0].seed}" not in names
+    assert "novel molecules among seeds 20-" in capsys.readouterr().err
+
+
 def test_generate_valid_and_sample_valid_only_on_the_model(tmp_path, capsys):
     """The kept molecules are those a single run of the same seeds finds valid, in seed order."""
     from unigem_core import api

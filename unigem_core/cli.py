@@ -97,12 +97,18 @@ def cmd_sample(args) -> int:
     options = dict(steps=args.steps, n_atoms=args.atoms, record_trajectory=args.trajectory is not None,
                    on_progress=bar, precision=args.precision, processes=args.processes, compile=args.compile,
                    spacing=args.spacing, resample=args.resample, resample_below=args.resample_below)
-    if args.valid_only:
-        mols, tried = api.generate_valid(engine, args.n, seed=args.seed, **options)
+    if args.valid_only or args.novel_only:
+        exclude = None
+        if args.novel_only:
+            from unigem_core.metrics import training_smiles
+
+            exclude = training_smiles()  # read from the cache file; built there first if missing (a minute)
+        mols, tried = api.generate_valid(engine, args.n, seed=args.seed, exclude=exclude, **options)
         bar.close()
-        print(f"{len(mols)} valid molecules among seeds {args.seed}-{args.seed + tried - 1}", file=sys.stderr)
+        kind = "novel" if args.novel_only else "valid"
+        print(f"{len(mols)} {kind} molecules among seeds {args.seed}-{args.seed + tried - 1}", file=sys.stderr)
         if not mols:
-            raise CLIError(f"no valid molecule among {tried} seeds; try more --steps")
+            raise CLIError(f"no {kind} molecule among {tried} seeds; try more --steps")
     else:
         mols = api.generate(engine, args.n, seed=args.seed, **options)
         bar.close()

@@ -83,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="molecule k gets seed SEED+k")
     p.add_argument("--valid-only", action="store_true", help="keep the valid molecules only, sampling further seeds "
                    "until N are found (at most 4N seeds)")
+    p.add_argument("--novel-only", action="store_true", help="keep the valid molecules that QM9's training set does "
+                   "not hold, sampling further seeds until N are found (at most 4N seeds; implies --valid-only)")
     _add_precision_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output .sdf (properties as SD tags) or .xyz")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the trajectories as multi-frame XYZ")

@@ -7,6 +7,7 @@ molecule has its own seed, so molecule k is the same whichever batch or process 
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from typing import Callable
 
 import numpy as np
@@ -59,13 +60,15 @@ def generate(engine: Engine, n: int, n_atoms: int | None = None, seed: int = 0, 
 
 
 def generate_valid(engine: Engine, n: int, seed: int = 0, max_seeds: int | None = None,
-                   on_round: Callable[[int, int], None] | None = None,
+                   on_round: Callable[[int, int], None] | None = None, exclude: Collection[str] | None = None,
                    **options) -> tuple[list[GeneratedMolecule], int]:
     """The first n valid molecules (spec 8.3: RDKit sanitises them) among seeds seed, seed + 1, ...
 
-    Sampled in rounds of `generate` (same `options`), each sized by the validity seen so far, until n are
+    Sampled in rounds of `generate` (same `options`), each sized by the share kept so far, until n are
     found or max_seeds seeds (default 4n) have been tried. Returns the molecules in seed order, maybe
     fewer than n, and how many seeds were sampled. on_round(round, seeds in it) is called before each round.
+    With `exclude` (SMILES in the spec 8.3 form, such as metrics.training_smiles()), a valid molecule whose
+    SMILES it holds is skipped too: the first n novel molecules.
     """
     if n < 1:
         raise ValueError("the number of molecules must be at least 1")
@@ -79,7 +82,7 @@ def generate_valid(engine: Engine, n: int, seed: int = 0, max_seeds: int | None 
         if on_round is not None:
             on_round(rounds, size)
         batch = generate(engine, size, seed=seed + tried, **options)
-        kept += [g for g in batch if g.valid][: n - len(kept)]
+        kept += [g for g in batch if g.valid and (exclude is None or g.smiles not in exclude)][: n - len(kept)]
         tried += size
     return kept, tried
 

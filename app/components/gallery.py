@@ -45,13 +45,14 @@ def _summary(run: GenerationRun, known: frozenset[str] | None) -> None:
     cols[5].metric("Novel", novel, help=NOVEL_HELP + (" (still reading them)" if known is None else ""))
     if run.seeds_tried is not None:
         first = run.settings.get("seed", 0)
-        found = f"{n} valid molecule{'s' if n != 1 else ''}"
+        kind, other = ("novel", "invalid or known") if run.settings.get("keep_novel") else ("valid", "invalid")
+        found = f"{n} {kind} molecule{'s' if n != 1 else ''}"
         seeds = f"{run.seeds_tried} seeds ({first}-{first + run.seeds_tried - 1})"
         if n < run.settings.get("n", n):
             st.warning(f"Only {found} among {seeds}: sample with more steps for more.")
         else:
             skipped = run.seeds_tried - n
-            st.caption(f"{found} from {seeds}; {skipped} invalid one{'s' if skipped != 1 else ''} skipped.")
+            st.caption(f"{found} from {seeds}; {skipped} {other} one{'s' if skipped != 1 else ''} skipped.")
 
 
 def _downloads(run: GenerationRun, indices: list[int], known: frozenset[str] | None) -> None:

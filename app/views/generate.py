@@ -39,6 +39,11 @@ def _settings_form(engine_steps: int) -> dict:
             keep_valid = st.checkbox("Valid molecules only", key="gen_keep_valid",
                                      help="Skip the seeds whose molecule RDKit cannot sanitise and sample further "
                                           "seeds until there are enough (at most four times as many).")
+            loading = resources.training_set().smiles() is None
+            keep_novel = st.checkbox("Novel molecules only", key="gen_keep_novel", disabled=loading,
+                                     help="Also skip the valid molecules that QM9's training set already holds "
+                                          "(more refinement rounds make more of them)."
+                                          + (" Available once QM9's training molecules are read." if loading else ""))
             options = sorted({s for s in PREVIEW_STEPS if s < engine_steps} | {engine_steps})
             if st.session_state.get("gen_steps") not in options:  # a checkpoint with a different T
                 st.session_state["gen_steps"] = min(options, key=lambda s: abs(s - DEFAULT_STEPS))
@@ -66,7 +71,8 @@ def _settings_form(engine_steps: int) -> dict:
             if device == "GPU" and not resources.gpu_available():
                 st.warning("No CUDA GPU on this server: choose Auto or CPU.")
     return {"n": int(n), "steps": int(steps), "n_atoms": int(n_atoms) if mode == ATOMS_FIXED else None,
-            "seed": int(seed), "device": resources.DEVICES[device], "keep_valid": bool(keep_valid),
+            "seed": int(seed), "device": resources.DEVICES[device], "keep_valid": bool(keep_valid or keep_novel),
+            "keep_novel": bool(keep_novel),
             "resample": int(resample)}
 
 
@@ -120,12 +126,18 @@ def run_generation(settings: dict) -> GenerationRun | None:
                        resample=settings.get("resample", 0))
         tried = None
         if settings.get("keep_valid"):
+            exclude = resources.training_set().smiles() if settings.get("keep_novel") else None
+            if settings.get("keep_novel") and exclude is None:
+                bar.empty()
+                st.error("QM9's training molecules are still being read: try again in a moment.")
+                return None
             report = [_progress_reporter(bar)]
 
             def next_round(number: int, size: int) -> None:  # each round gets a fresh time estimate
                 report[0] = _progress_reporter(bar, f"Round {number} ({size} seeds) · " if number > 1 else "")
 
             molecules, tried = api.generate_valid(engine, settings["n"], seed=settings["seed"], on_round=next_round,
+                                                  exclude=exclude,
                                                   on_progress=lambda done, total: report[0](done, total), **options)
         else:
             molecules = api.generate(engine, settings["n"], seed=settings["seed"], on_progress=_progress_reporter(bar),
@@ -154,13 +166,14 @@ def render() -> None:
     if st.button("Generate", type="primary", icon=":material/science:", key="gen_go"):
         run = run_generation(settings)
         if run is not None and not run.molecules:
-            st.error(f"No valid molecule among {run.seeds_tried} seeds: sample with more steps, or turn off "
-                     "\"Valid molecules only\".")
+            kind, box = ("novel", "Novel") if settings.get("keep_novel") else ("valid", "Valid")
+            st.error(f"No {kind} molecule among {run.seeds_tried} seeds: sample with more steps, or turn off "
+                     f"\"{box} molecules only\".")
         elif run is not None:
             st.session_state[GENERATION] = run
     run = st.session_state.get(GENERATION)
     if run is None:
-        st.info("Choose the settings above and press **Generate**. A preview with 100 steps takes seconds on a CPU.")
+        st.info("Choose the settings above and press **Generate**. A preview with 50 steps takes seconds on a CPU.")
         return
     show_gallery(run, resources.typical_errors(), resources.training_set().smiles())
 

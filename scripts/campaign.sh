@@ -29,11 +29,14 @@ fi
 OMP_NUM_THREADS=1 nice -n 10 bash scripts/curve_watch.sh "$CAMPAIGN" "${CURVE_MOLECULES:-100}" > logs/curve.log 2>&1 &
 watcher=$!
 trap 'kill "$watcher" 2>/dev/null || true' EXIT
+# A SIGTERM to the launcher (`kill <pid of unigem train>`, to stop early) ends the run with a checkpoint
+# written but a non-zero status: the state is kept all the same; a release goes on only after a clean end.
+status=0
 # shellcheck disable=SC2086  # TRAIN_ARGS is a list of flags
 unigem train --preset "$PRESET" --processes 2 --run-dir "$CAMPAIGN" --max-minutes "$MINUTES" \
-  --checkpoint-minutes 4 ${TRAIN_ARGS:-}
+  --checkpoint-minutes 4 ${TRAIN_ARGS:-} || status=$?
 kill "$watcher" 2>/dev/null || true
-echo "campaign at step $(step_of "$CAMPAIGN/last.pt")"
+echo "campaign at step $(step_of "$CAMPAIGN/last.pt") (training exited with status $status)"
 
 if [ "$MODE" != release ]; then
   cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
@@ -51,7 +54,11 @@ card["training"]["resume_state"] = resume_note(Path("checkpoints/training_state.
 write_card(card, path)
 EOF
   echo "kept: commit checkpoints/training_state.pt, training_log.csv, model_card.json and eval/curve_*.json"
-  exit 0
+  exit "$status"
+fi
+if [ "$status" != 0 ]; then
+  echo "training stopped early (status $status): no release; run this again to go on" >&2
+  exit "$status"
 fi
 
 # A cool-down branch off the campaign's state (resumed if a stop cut it short), then the release.

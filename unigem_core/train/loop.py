@@ -219,8 +219,9 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
         tc = state.config.train
     if tc.batch_size % world:
         raise ValueError(f"batch size {tc.batch_size} does not split evenly over {world} processes")
+    # elapsed_from unrounded: a segment's seconds are a difference of it, never below 0 however short the segment
     state.history.append({"from_step": state.step, "to_step": state.step, "command": command,
-                          "hardware": describe_hardware(tc.precision, world), "elapsed_from": round(state.elapsed_s, 1),
+                          "hardware": describe_hardware(tc.precision, world), "elapsed_from": state.elapsed_s,
                           "seconds": 0.0, "ended": "running"})
     schedule = NoiseSchedule(state.config.diffusion.num_steps, state.config.diffusion.power, state.config.diffusion.precision)
     net: nn.Module = state.model

@@ -118,7 +118,7 @@ def test_generate_refinement_reaches_the_sampler():
     generate(at, n=1, steps=50)
     refined = at.session_state["generation_run"]
     assert refined.settings["resample"] == 1
-    assert next(m for m in at.metric if m.label == "Sampling steps").proto.delta == "+ 1 refinement round"
+    assert next(m for m in at.metric if m.label == "Sampling steps").proto.delta == "+ 1 round"
     at.radio(key="gen_resample").set_value(0)
     generate(at, n=1, steps=50)
     plain = at.session_state["generation_run"]

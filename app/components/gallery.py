@@ -34,8 +34,8 @@ def _summary(run: GenerationRun, known: frozenset[str] | None) -> None:
                    help="every atom has an allowed valence")
     rounds = run.settings.get("resample") or 0
     cols[3].metric("Sampling steps", f"{steps:,}" if steps else "all",
-                   delta=f"+ {rounds} refinement round{'s' if rounds > 1 else ''}" if rounds else None,
-                   delta_color="off", help="Refinement: every step taken again (Generate's settings)")
+                   delta=f"+ {rounds} round{'s' if rounds > 1 else ''}" if rounds else None,  # fits a narrow column
+                   delta_color="off", help="Rounds of refinement: every step taken again (Generate's settings)")
     cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
     valid = [g for g in run.molecules if g.valid]
     if known is None:

@@ -123,6 +123,11 @@ def property_columns() -> dict:
             "Difference": number(format="%.3g", help="Predicted minus the value in the file")}
 
 
+def is_novel(g: GeneratedMolecule, training_smiles: frozenset[str]) -> bool | None:
+    """Whether a valid molecule's SMILES (spec 8.3 form) is absent from QM9's training set; None if it is invalid."""
+    return g.smiles not in training_smiles if g.valid else None
+
+
 def generation_table(run: GenerationRun, indices: list[int] | None = None,
                      training_smiles: frozenset[str] | None = None) -> pd.DataFrame:
     """One row per generated molecule: identity, checks, then the twelve properties with units.
@@ -139,7 +144,7 @@ def generation_table(run: GenerationRun, indices: list[int] | None = None,
                "stable atoms": f"{stable_atoms}/{g.molecule.n_atoms}",
                "unstable atoms (valence)": " ".join(f"{p.label}({p.valence})" for p in run.problems[i])}
         if training_smiles is not None:
-            row["novel"] = (g.smiles not in training_smiles) if g.valid else None
+            row["novel"] = is_novel(g, training_smiles)
         row.update({p.column: (g.molecule.properties or {}).get(p.key) for p in PROPERTIES})
         rows.append(row)
     return pd.DataFrame(rows)

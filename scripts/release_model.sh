@@ -58,8 +58,10 @@ measure generation_1000 --n "$N" --steps 1000 --processes "$PROCESSES"
 # All measured: the release replaces the shipped weights, their evaluations and the card together.
 cp "$weights" checkpoints/unigem.pt
 rm -f checkpoints/eval/generation_*.json  # the previous release's, some of which this one does not measure again
+evals=()
 for name in validation_loss generation_100 generation_50_r1 generation_25_r3 properties generation_1000; do
   cp "$STAGE/$name.json" checkpoints/eval/
+  evals+=("checkpoints/eval/$name.json")
 done
 cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
 cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
@@ -78,6 +80,4 @@ done
 # the card names the shipped file in each command (the staged copy has the same checksum)
 unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
   --train-command "$TRAIN_COMMAND" \
-  --eval checkpoints/eval/generation_100.json checkpoints/eval/generation_50_r1.json \
-  checkpoints/eval/generation_25_r3.json checkpoints/eval/generation_1000.json checkpoints/eval/properties.json checkpoints/eval/validation_loss.json \
-  --curve "${curve[@]}" "${resume_args[@]}"
+  --eval "${evals[@]}" --curve "${curve[@]}" "${resume_args[@]}"

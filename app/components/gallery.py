@@ -12,7 +12,7 @@ import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
 from app.state import (PROPERTY_FORMATS, TYPICAL_ERROR, TYPICAL_ERROR_HELP, GenerationRun, describe_problems,
-                       generation_table, named_molecules, property_columns, property_rows, to_csv)
+                       generation_table, is_novel, named_molecules, property_columns, property_rows, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
 from unigem_core.metrics import ValenceProblem
@@ -37,11 +37,11 @@ def _summary(run: GenerationRun, known: frozenset[str] | None) -> None:
                    delta=f"+ {rounds} round{'s' if rounds > 1 else ''}" if rounds else None,  # fits a narrow column
                    delta_color="off", help="Rounds of refinement: every step taken again (Generate's settings)")
     cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
-    valid = [g for g in run.molecules if g.valid]
     if known is None:
         novel = "…"
     else:
-        novel = f"{sum(g.smiles not in known for g in valid) / len(valid):.0%}" if valid else "–"
+        marks = [m for m in (is_novel(g, known) for g in run.molecules) if m is not None]  # the valid molecules
+        novel = f"{sum(marks) / len(marks):.0%}" if marks else "–"
     cols[5].metric("Novel", novel, help=NOVEL_HELP + (" (still reading them)" if known is None else ""))
     if run.seeds_tried is not None:
         first = run.settings.get("seed", 0)
@@ -77,9 +77,10 @@ def _badges(run: GenerationRun, i: int, known: frozenset[str] | None) -> str:
     valid = ":green-badge[:material/check: valid]" if g.valid else ":red-badge[:material/close: invalid]"
     n_ok = "?" if g.atom_stable is None else int(g.atom_stable.sum())
     badges = f"{stable} {valid} :gray-badge[{n_ok}/{g.molecule.n_atoms} atoms stable]"
-    if g.valid and known is not None:
-        badges += (" :gray-badge[:material/menu_book: in QM9's training set]" if g.smiles in known
-                   else " :blue-badge[:material/auto_awesome: novel]")
+    novel = None if known is None else is_novel(g, known)
+    if novel is not None:
+        badges += (" :blue-badge[:material/auto_awesome: novel]" if novel
+                   else " :gray-badge[:material/menu_book: in QM9's training set]")
     return badges
 
 

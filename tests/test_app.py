@@ -137,15 +137,22 @@ def test_gallery_marks_novel_molecules_and_those_the_training_set_holds(monkeypa
     from app import resources
 
     at = start()
-    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: None))  # still loading
+    loading = SimpleNamespace(smiles=lambda: None, error=None)
+    monkeypatch.setattr(resources, "training_set", lambda: loading)
     generate(at, n=4, steps=25)
     run = at.session_state["generation_run"]
     valid = [g for g in run.molecules if g.valid]
     assert valid and metric(at, "Novel") == "…"
     assert not any("novel]" in m.value or "training set]" in m.value for m in at.markdown)
 
+    unreadable = SimpleNamespace(smiles=lambda: None, error="FileNotFoundError: no QM9 data")  # not "…" forever
+    monkeypatch.setattr(resources, "training_set", lambda: unreadable)
+    at.run()
+    assert metric(at, "Novel") == "n/a"
+    assert "no QM9 data" in next(m for m in at.metric if m.label == "Novel").help
+
     known = frozenset({valid[0].smiles, "[H]C([H])([H])[H]"})
-    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known))
+    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known, error=None))
     at.run()
     badges = " ".join(m.value for m in at.markdown)
     held = sum(g.smiles in known for g in valid)
@@ -212,7 +219,7 @@ def test_generate_novel_molecules_only(monkeypatch):
     plain = [g for g in api.generate(engine, 4, seed=0, steps=25, resample=1) if g.valid]
     assert plain
     known = frozenset({plain[0].smiles})  # "the training set holds the first valid molecule"
-    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known))
+    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known, error=None))
     at = start()
     at.checkbox(key="gen_keep_novel").check()
     generate(at, n=2, steps=25)
@@ -222,9 +229,15 @@ def test_generate_novel_molecules_only(monkeypatch):
     assert plain[0].seed not in [g.seed for g in run.molecules]
     assert any("novel molecule" in c.value and "invalid or known" in c.value for c in at.caption)
 
-    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: None))  # still loading
+    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: None, error=None))  # loading
     at.run()
     assert at.checkbox(key="gen_keep_novel").disabled
+    assert "once QM9's training molecules are read" in at.checkbox(key="gen_keep_novel").help
+    failed = SimpleNamespace(smiles=lambda: None, error="FileNotFoundError: no QM9 data")
+    monkeypatch.setattr(resources, "training_set", lambda: failed)
+    at.run()
+    assert at.checkbox(key="gen_keep_novel").disabled
+    assert "could not be read here (FileNotFoundError: no QM9 data)" in at.checkbox(key="gen_keep_novel").help
 
 
 def test_gallery_names_and_rings_the_unstable_atoms():

@@ -24,7 +24,7 @@ NOVEL_HELP = ("Share of the valid molecules whose SMILES (hydrogens explicit, as
               "is not among QM9's training molecules")
 
 
-def _summary(run: GenerationRun, known: frozenset[str] | None) -> None:
+def _summary(run: GenerationRun, known: frozenset[str] | None, unavailable: str | None) -> None:
     n = len(run.molecules)
     steps = run.settings.get("steps")
     cols = st.columns(6)
@@ -37,12 +37,14 @@ def _summary(run: GenerationRun, known: frozenset[str] | None) -> None:
                    delta=f"+ {rounds} round{'s' if rounds > 1 else ''}" if rounds else None,  # fits a narrow column
                    delta_color="off", help="Rounds of refinement: every step taken again (Generate's settings)")
     cols[4].metric("Time", f"{run.seconds:.1f} s", help=f"on {run.device}")
-    if known is None:
-        novel = "…"
-    else:
+    if known is not None:
         marks = [m for m in (is_novel(g, known) for g in run.molecules) if m is not None]  # the valid molecules
-        novel = f"{sum(marks) / len(marks):.0%}" if marks else "–"
-    cols[5].metric("Novel", novel, help=NOVEL_HELP + (" (still reading them)" if known is None else ""))
+        novel, note = (f"{sum(marks) / len(marks):.0%}" if marks else "–"), ""
+    elif unavailable:
+        novel, note = "n/a", f". QM9's training molecules could not be read here ({unavailable})."
+    else:
+        novel, note = "…", " (still reading them)"
+    cols[5].metric("Novel", novel, help=NOVEL_HELP + note)
     if run.seeds_tried is not None:
         first = run.settings.get("seed", 0)
         kind, other = ("novel", "invalid or known") if run.settings.get("keep_novel") else ("valid", "invalid")
@@ -124,14 +126,14 @@ def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: fr
 
 
 def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = None,
-                 training_smiles: frozenset[str] | None = None) -> None:
+                 training_smiles: frozenset[str] | None = None, novelty_unavailable: str | None = None) -> None:
     """Everything below the Generate button once molecules exist.
 
     `typical_error` (the model card's test MAE per property) goes beside each molecule's predictions;
     `training_smiles` (app.resources.TrainingSet) marks each valid molecule novel or in QM9's training
-    set; None (still loading) leaves the mark out.
+    set; None leaves the mark out: still loading, or unreadable with the reason in `novelty_unavailable`.
     """
-    _summary(run, training_smiles)
+    _summary(run, training_smiles, novelty_unavailable)
     only_valid = run.seeds_tried is None and st.toggle("Show only valid molecules", key="gen_only_valid")
     indices = [i for i, g in enumerate(run.molecules) if g.valid or not only_valid]
     _downloads(run, indices, training_smiles)

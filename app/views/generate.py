@@ -39,11 +39,16 @@ def _settings_form(engine_steps: int) -> dict:
             keep_valid = st.checkbox("Valid molecules only", key="gen_keep_valid",
                                      help="Skip the seeds whose molecule RDKit cannot sanitise and sample further "
                                           "seeds until there are enough (at most four times as many).")
-            loading = resources.training_set().smiles() is None
-            keep_novel = st.checkbox("Novel molecules only", key="gen_keep_novel", disabled=loading,
+            training = resources.training_set()
+            if training.smiles() is not None:
+                why = ""
+            elif training.error:
+                why = f" Unavailable: QM9's training molecules could not be read here ({training.error})."
+            else:
+                why = " Available once QM9's training molecules are read."
+            keep_novel = st.checkbox("Novel molecules only", key="gen_keep_novel", disabled=bool(why),
                                      help="Also skip the valid molecules that QM9's training set already holds "
-                                          "(more refinement rounds make more of them)."
-                                          + (" Available once QM9's training molecules are read." if loading else ""))
+                                          "(more refinement rounds make more of them)." + why)
             options = sorted({s for s in PREVIEW_STEPS if s < engine_steps} | {engine_steps})
             if st.session_state.get("gen_steps") not in options:  # a checkpoint with a different T
                 st.session_state["gen_steps"] = min(options, key=lambda s: abs(s - DEFAULT_STEPS))
@@ -175,7 +180,8 @@ def render() -> None:
     if run is None:
         st.info("Choose the settings above and press **Generate**. A preview with 50 steps takes seconds on a CPU.")
         return
-    show_gallery(run, resources.typical_errors(), resources.training_set().smiles())
+    training = resources.training_set()
+    show_gallery(run, resources.typical_errors(), training.smiles(), training.error)
 
 
 render()

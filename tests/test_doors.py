@@ -57,3 +57,21 @@ def test_app_matches_api(api_rows):
                 assert app_row[col] != app_row[col]  # NaN in the app's table
             else:
                 assert app_row[col] == pytest.approx(a[col], rel=1e-9, abs=1e-9)
+
+
+def test_molecules_larger_than_qm9s_are_predicted_with_a_caveat(tmp_path, capsys):
+    """Paracetamol (11 heavy atoms, 20 in all) fits the model but not QM9 (at most 9): a warning, not a refusal."""
+    from unigem_core.io import parse_text
+
+    engine = api.load_model()
+    large, small = api.predict_records(engine, parse_text("CC(=O)Nc1ccc(O)cc1 paracetamol\nCCO ethanol", "smiles"))
+    assert large.properties is not None and large.error is None
+    assert any("11 heavy atoms" in w and "at most 9" in w for w in large.warnings)
+    assert small.properties is not None and small.warnings == ()
+    smi = tmp_path / "two.smi"
+    smi.write_text("CC(=O)Nc1ccc(O)cc1 paracetamol\nCCO ethanol\n")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(smi), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert "11 heavy atoms" in rows[0]["warnings"] and rows[1]["warnings"] == ""
+    assert "warning: paracetamol: has 11 heavy atoms" in capsys.readouterr().err

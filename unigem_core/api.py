@@ -18,7 +18,7 @@ from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
                                 model_card, predict_properties, to_report_units)
 from unigem_core.generation import generate, generate_valid
-from unigem_core.molecule import Molecule, MoleculeInputError, Record
+from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
 
 __all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
@@ -42,7 +42,8 @@ class Prediction:
 
 
 def predict_records(engine: Engine, records: list[Record]) -> list[Prediction]:
-    """One Prediction per record, in input order; refused records keep their message, the rest are predicted."""
+    """One Prediction per record, in input order; refused records keep their message, the rest are predicted
+    (with the reader's warnings, and one where the molecule is larger than any in QM9)."""
     preds, good = [], []
     for rec in records:
         p = Prediction(index=rec.index, name=rec.name, error=rec.error, warnings=rec.warnings, source=rec.source)
@@ -51,6 +52,7 @@ def predict_records(engine: Engine, records: list[Record]) -> list[Prediction]:
             try:
                 check_model_domain(rec.molecule)
                 good.append((p, rec.molecule))
+                p.warnings += tuple(domain_warnings(rec.molecule.symbols))
             except MoleculeInputError as exc:
                 p.error = str(exc)
         preds.append(p)

@@ -190,8 +190,11 @@ def cmd_predict(args) -> int:
         writer.writeheader()
         writer.writerows(rows)
     refused = [r for r in rows if r["error"]]
-    for r in refused:
-        print(f"refused: {r['name']}: {r['error']}", file=sys.stderr)
+    for r in rows:
+        if r["error"]:
+            print(f"refused: {r['name']}: {r['error']}", file=sys.stderr)
+        elif r["warnings"]:
+            print(f"warning: {r['name']}: {r['warnings']}", file=sys.stderr)
     print(f"wrote {len(rows)} rows to {args.out} ({len(rows) - len(refused)} predicted, {len(refused)} refused)",
           file=sys.stderr)
     return 0

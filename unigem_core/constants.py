@@ -11,6 +11,9 @@ NUM_ELEMENTS = len(ELEMENTS)
 
 # Largest QM9 molecule; the model's domain ends here.
 MAX_ATOMS = 29
+# QM9 enumerates the molecules of up to nine heavy atoms (C, N, O, F): larger ones the model accepts,
+# up to MAX_ATOMS atoms in all, but its predictions for them extrapolate beyond anything it was trained on.
+MAX_HEAVY_ATOMS = 9
 
 HARTREE_TO_EV = 27.211386
 

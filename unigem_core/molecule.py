@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from unigem_core.constants import ELEMENTS, MAX_ATOMS
+from unigem_core.constants import ELEMENTS, MAX_ATOMS, MAX_HEAVY_ATOMS
 
 
 class MoleculeInputError(ValueError):
@@ -27,6 +27,15 @@ def check_domain(symbols: Sequence[str], n_atoms: int) -> None:
         raise MoleculeInputError("has no atoms")
     if n_atoms > MAX_ATOMS:
         raise MoleculeInputError(f"has {n_atoms} atoms; the model handles at most {MAX_ATOMS}")
+
+
+def domain_warnings(symbols: Sequence[str]) -> list[str]:
+    """Caveats for a molecule check_domain accepts but QM9 holds nothing like: more than nine heavy atoms."""
+    heavy = sum(s != "H" for s in symbols)
+    if heavy > MAX_HEAVY_ATOMS:
+        return [f"has {heavy} heavy atoms; QM9's molecules have at most {MAX_HEAVY_ATOMS}, so these predictions "
+                "extrapolate beyond the training data"]
+    return []
 
 
 @dataclass

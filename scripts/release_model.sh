@@ -48,9 +48,11 @@ bash scripts/curve_watch.sh "$CAMPAIGN" "$NCURVE" --once
 measure validation_loss --n 0 --loss --precision fp32
 measure generation_100 --n "$N" --steps 100 --processes "$PROCESSES"
 # the Generate page's default, 50 steps with one refinement round of every step (as many network calls as
-# 100 plain steps), and the most stable setting measured at that cost, 25 steps with three rounds
+# 100 plain steps), its other choice at that cost, 25 steps with three rounds, and the most stable setting
+# measured at that cost, 10 steps with nine rounds (bench/NOTES.md, "Resampling every step")
 measure generation_50_r1 --n "$N" --steps 50 --resample 1 --processes "$PROCESSES"
 measure generation_25_r3 --n "$N" --steps 25 --resample 3 --processes "$PROCESSES"
+measure generation_10_r9 --n "$N" --steps 10 --resample 9 --processes "$PROCESSES"
 # the test-split MAE of all twelve targets (minutes), then the paper's sampler (the longest, by far)
 measure properties --n 0 --properties
 measure generation_1000 --n "$N" --steps 1000 --processes "$PROCESSES"
@@ -59,7 +61,8 @@ measure generation_1000 --n "$N" --steps 1000 --processes "$PROCESSES"
 cp "$weights" checkpoints/unigem.pt
 rm -f checkpoints/eval/generation_*.json  # the previous release's, some of which this one does not measure again
 evals=()
-for name in validation_loss generation_100 generation_50_r1 generation_25_r3 properties generation_1000; do
+for name in validation_loss generation_100 generation_50_r1 generation_25_r3 generation_10_r9 properties \
+    generation_1000; do
   cp "$STAGE/$name.json" checkpoints/eval/
   evals+=("checkpoints/eval/$name.json")
 done

@@ -17,7 +17,7 @@ import streamlit as st  # noqa: E402
 
 from app import resources  # noqa: E402
 from app.bootstrap import ensure_config_link  # noqa: E402
-from app.state import WIDGET_DEFAULTS  # noqa: E402
+from app.state import TARGET_KEY, WIDGET_DEFAULTS  # noqa: E402
 
 
 def main() -> None:
@@ -25,6 +25,8 @@ def main() -> None:
     st.set_page_config(page_title="UniGEM Studio", page_icon="⚛️", layout="wide")
     for key, default in WIDGET_DEFAULTS.items():  # set once, then keep across page switches
         st.session_state[key] = st.session_state.get(key, default)
+    for key in [k for k in st.session_state if str(k).startswith(TARGET_KEY)]:  # the target sliders, likewise
+        st.session_state[key] = st.session_state[key]
     resources.training_set()  # starts reading QM9's training SMILES (the gallery's novelty badge) in the background
     pages = [
         st.Page("views/generate.py", title="Generate", icon=":material/science:", default=True),

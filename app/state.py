@@ -7,6 +7,7 @@ Results live under plain keys (never widget keys), so they survive reruns and pa
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -14,6 +15,8 @@ import pandas as pd
 from unigem_core.constants import PROPERTIES
 from unigem_core.metrics import ValenceProblem, to_smiles, valence_problems
 from unigem_core.molecule import GeneratedMolecule, Molecule, Record
+from unigem_core.targets import PropertyRange
+from unigem_core.targets import describe as describe_targets
 
 GENERATION = "generation_run"
 PREDICTION = "prediction_run"
@@ -37,10 +40,54 @@ WIDGET_DEFAULTS = {
     "gen_only_valid": False,
     "gen_keep_valid": False,
     "gen_keep_novel": False,  # valid molecules that QM9's training set does not hold
+    "gen_targets": [],  # property keys with a target range; each range lives under TARGET_KEY + key
     "pred_xyz": "",
     "pred_smiles": "",
     "traj_autoplay": True,
 }
+
+
+TARGET_KEY = "gen_target_"  # + property key: the (low, high) slider of that property's target
+TARGET_SPAN = 4.0  # a target slider spans the training mean +- this many mean absolute deviations
+NON_NEGATIVE = frozenset({"mu", "alpha", "gap", "r2", "zpve", "Cv"})  # their sliders start at 0 at the lowest
+TARGET_SEEDS = 10  # with property targets, at most this many seeds per molecule asked for
+
+
+@dataclass(frozen=True)
+class TargetScale:
+    """The range and step of one property's target slider, in reporting units."""
+
+    low: float
+    high: float
+    step: float
+
+
+def target_scales(mean: tuple[float, ...], mad: tuple[float, ...]) -> dict[str, TargetScale]:
+    """Slider ranges from the model's property normaliser (training units): mean +- TARGET_SPAN MADs, in
+    reporting units, on round steps of about a hundredth of the range. A slider end left at its extreme is
+    an open bound, so molecules beyond the range are not lost."""
+    scales = {}
+    for p, m, d in zip(PROPERTIES, mean, mad):
+        low, high = (m - TARGET_SPAN * d) * p.report_scale, (m + TARGET_SPAN * d) * p.report_scale
+        if p.key in NON_NEGATIVE:
+            low = max(low, 0.0)
+        high = max(high, low + 1e-6)  # a degenerate normaliser still gives a slider
+        step = 10.0 ** math.floor(math.log10((high - low) / 100))
+        low, high = round(math.floor(low / step) * step, 9), round(math.ceil(high / step) * step, 9)
+        scales[p.key] = TargetScale(low, high, step)
+    return scales
+
+
+def kept_kind(settings: dict, count: int) -> tuple[str, str]:
+    """How a run that skipped seeds names what it kept and what it skipped:
+    ("3 novel molecules with gap ≥ 7,000 meV", "invalid, known or off-target"); count 0 reads "No ...". """
+    kind, skipped = ("novel", ["invalid", "known"]) if settings.get("keep_novel") else ("valid", ["invalid"])
+    phrase = f"{count or 'No'} {kind} molecule{'s' if count > 1 else ''}"
+    targets = settings.get("targets") or []
+    if targets:
+        phrase += " with " + describe_targets([PropertyRange(*t) for t in targets])
+        skipped.append("off-target")
+    return phrase, ", ".join(skipped[:-1]) + " or " + skipped[-1] if len(skipped) > 1 else skipped[0]
 
 
 @dataclass
@@ -48,7 +95,8 @@ class GenerationRun:
     """One press of "Generate": the molecules and the settings that made them."""
 
     molecules: list[GeneratedMolecule]
-    settings: dict  # n, steps, n_atoms (None = training distribution), seed, device, keep_valid, keep_novel
+    settings: dict  # n, steps, n_atoms (None = training distribution), seed, device, keep_valid, keep_novel,
+    # targets ((key, low, high) in reporting units, None for an open bound)
     seconds: float  # wall-clock time of the sampling
     device: str  # the device the engine ran on and its precision, e.g. "cpu, fp32"
     seeds_tried: int | None = None  # with keep_valid: how many seeds were sampled to find the ones kept

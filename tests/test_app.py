@@ -240,6 +240,44 @@ def test_generate_novel_molecules_only(monkeypatch):
     assert "could not be read here (FileNotFoundError: no QM9 data)" in at.checkbox(key="gen_keep_novel").help
 
 
+def test_generate_within_property_targets():
+    """A narrowed slider is a target: the kept molecules are valid and predicted within it; an end left at the
+    slider's extreme is open; the target survives a visit to another page."""
+    from app import resources
+    from app.state import target_scales
+    from unigem_core import api
+
+    engine = resources.get_engine("auto")
+    scale = target_scales(engine.normalizer.mean, engine.normalizer.mad)["gap"]
+    plain = sorted(g.molecule.properties["gap"] for g in api.generate(engine, 6, seed=0, steps=25, resample=1)
+                   if g.valid)
+    assert plain
+    threshold = round(plain[len(plain) // 2] / scale.step - 0.5) * scale.step  # a slider stop; about half pass
+    at = start()
+    at.multiselect(key="gen_targets").select("gap").run()
+    assert at.slider(key="gen_target_gap").value == (scale.low, scale.high)
+    at.slider(key="gen_target_gap").set_range(threshold, scale.high)
+    generate(at, n=2, steps=25)
+    run = at.session_state["generation_run"]
+    assert run.settings["targets"] == [("gap", threshold, None)] and run.settings["keep_valid"]
+    assert run.molecules and all(g.valid and g.molecule.properties["gap"] >= threshold for g in run.molecules)
+    notes = [c.value for c in at.caption] + [w.value for w in at.warning]
+    assert any(f"with gap ≥ {threshold:,.0f} meV" in v and "off-target" in v for v in notes), notes
+
+    at.switch_page("views/model.py").run()
+    at.switch_page("views/generate.py").run()
+    assert at.slider(key="gen_target_gap").value == (threshold, scale.high)
+
+
+def test_target_sliders_span_the_training_data():
+    from app.state import target_scales
+
+    scales = target_scales((2.7, 75.0, -0.24, 0.25), (1.2, 6.0, 0.016, 0.04))  # mu [D], alpha, homo, lumo [eV]
+    assert scales["mu"].low == 0.0 and scales["mu"].high == pytest.approx(7.5)  # a dipole is never negative
+    assert (scales["homo"].low, scales["homo"].high, scales["homo"].step) == (-304.0, -176.0, 1.0)
+    assert scales["lumo"].low == pytest.approx(90.0) and scales["lumo"].step == 1.0
+
+
 def test_gallery_names_and_rings_the_unstable_atoms():
     """A run of two molecules, methane and methyl (CH3: its carbon has valence 3), shown by the gallery."""
     import numpy as np

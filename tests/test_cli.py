@@ -125,6 +125,31 @@ def test_generate_valid_and_sample_valid_only_on_the_model(tmp_path, capsys):
     assert "valid molecules among seeds 20-" in capsys.readouterr().err
 
 
+def test_sample_where_keeps_the_molecules_within_the_targets(tmp_path, capsys):
+    """--where screens the predicted properties: the kept molecules are those of a plain run of the same seeds that
+    are valid and meet the target, in seed order, and the SDF's property tags show that they do."""
+    from unigem_core import api
+    from unigem_core.io import read_molecules
+
+    plain = [g for g in api.generate(api.load_model(), 8, seed=20, steps=12, precision="fp32") if g.valid]
+    assert len(plain) >= 2
+    gaps = sorted(g.molecule.properties["gap"] for g in plain)
+    k = len(gaps) // 2
+    threshold = round((gaps[k - 1] + gaps[k]) / 2, 1)  # about half pass; none sits on it (batches round differently)
+    expected = [g.seed for g in plain if g.molecule.properties["gap"] >= threshold][:2]
+    out = tmp_path / "t.sdf"
+    assert main(["sample", "--n", "2", "--steps", "12", "--seed", "20", "--precision", "fp32", "--max-seeds", "8",
+                 "--where", f"gap>={threshold}", "--out", str(out)]) == 0
+    records = read_molecules(out)
+    assert [r.name for r in records] == [f"unigem-seed{s}" for s in expected]
+    assert all(r.molecule.properties["gap"] >= threshold for r in records)
+    assert "with gap ≥" in capsys.readouterr().err
+
+    assert main(["sample", "--n", "1", "--steps", "12", "--seed", "20", "--max-seeds", "2", "--where", "gap<=0",
+                 "--out", str(tmp_path / "none.sdf")]) == 2
+    assert "no valid molecule with gap ≤ 0 meV among 2 seeds; widen the targets" in capsys.readouterr().err
+
+
 def test_generate_in_two_processes_gives_the_same_molecules():
     """Batches shared out over two spawned workers: the same molecules, in seed order, with progress to the end."""
     from unigem_core import api
@@ -213,6 +238,8 @@ def test_evaluate_reference_reports_the_data_row(capsys):
     (["sample", "--n", "2", "--atoms", "40", "--out", "x.sdf"], "between 1 and 29"),
     (["sample", "--n", "1", "--checkpoint", "nowhere.pt", "--out", "x.sdf"], "does not exist"),
     (["sample", "--n", "0", "--out", "x.sdf"], "at least 1"),
+    (["sample", "--n", "1", "--where", "gap=>7", "--out", "x.sdf"], "cannot read the property target"),
+    (["sample", "--n", "1", "--where", "gap>=7", "--max-seeds", "0", "--out", "x.sdf"], "--max-seeds must be"),
 ])
 def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, args, message):
     result = subprocess.run([sys.executable, "-m", "unigem_core.cli", *args], capture_output=True, text=True,

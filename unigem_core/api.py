@@ -20,11 +20,12 @@ from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engin
 from unigem_core.generation import generate, generate_valid
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
+from unigem_core.targets import PropertyRange, parse_range
 
 __all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
            "evaluate_loss", "evaluate_properties", "evaluate_reference", "generate", "generate_valid", "load_model",
-           "model_card", "predict_properties", "predict_records", "predictions_table", "resolve_device",
-           "set_cpu_threads", "to_report_units"]
+           "model_card", "parse_range", "predict_properties", "predict_records", "predictions_table",
+           "PropertyRange", "resolve_device", "set_cpu_threads", "to_report_units"]
 
 
 @dataclass

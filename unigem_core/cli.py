@@ -91,24 +91,31 @@ class _ProgressBar:
 def cmd_sample(args) -> int:
     from unigem_core import api
     from unigem_core.io import to_sdf, trajectory_to_xyz, to_xyz
+    from unigem_core.targets import describe as describe_targets
 
+    targets = [api.parse_range(text) for text in args.where]  # a bad target fails before the model loads
+    if args.max_seeds is not None and args.max_seeds < 1:
+        raise CLIError("--max-seeds must be at least 1")
     engine = api.load_model(args.checkpoint, args.device)
     bar = _ProgressBar("sampling")
     options = dict(steps=args.steps, n_atoms=args.atoms, record_trajectory=args.trajectory is not None,
                    on_progress=bar, precision=args.precision, processes=args.processes, compile=args.compile,
                    spacing=args.spacing, resample=args.resample, resample_below=args.resample_below)
-    if args.valid_only or args.novel_only:
+    if args.valid_only or args.novel_only or targets:
         exclude = None
         if args.novel_only:
             from unigem_core.metrics import training_smiles
 
             exclude = training_smiles()  # read from the cache file; built there first if missing (a minute)
-        mols, tried = api.generate_valid(engine, args.n, seed=args.seed, exclude=exclude, **options)
+        mols, tried = api.generate_valid(engine, args.n, seed=args.seed, exclude=exclude, targets=targets,
+                                         max_seeds=args.max_seeds, **options)
         bar.close()
         kind = "novel" if args.novel_only else "valid"
-        print(f"{len(mols)} {kind} molecules among seeds {args.seed}-{args.seed + tried - 1}", file=sys.stderr)
+        within = f" with {describe_targets(targets)}" if targets else ""
+        print(f"{len(mols)} {kind} molecules{within} among seeds {args.seed}-{args.seed + tried - 1}", file=sys.stderr)
         if not mols:
-            raise CLIError(f"no {kind} molecule among {tried} seeds; try more --steps")
+            hint = "widen the targets or raise --max-seeds" if targets else "try more --steps"
+            raise CLIError(f"no {kind} molecule{within} among {tried} seeds; {hint}")
     else:
         mols = api.generate(engine, args.n, seed=args.seed, **options)
         bar.close()

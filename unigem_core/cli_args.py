@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "until N are found (at most 4N seeds)")
     p.add_argument("--novel-only", action="store_true", help="keep the valid molecules that QM9's training set does "
                    "not hold, sampling further seeds until N are found (at most 4N seeds; implies --valid-only)")
+    p.add_argument("--where", action="append", default=[], metavar="TARGET",
+                   help="keep the valid molecules whose predicted property meets TARGET, in reporting units "
+                   "(gap>=7000, mu<=1, 60<=alpha<=80; repeat for several), sampling further seeds until N are found "
+                   "(implies --valid-only)")
+    p.add_argument("--max-seeds", type=int, default=None,
+                   help="with --valid-only, --novel-only or --where: the most seeds to sample (default 4N)")
     _add_precision_arg(p)
     p.add_argument("--out", type=Path, required=True, help="output .sdf (properties as SD tags) or .xyz")
     p.add_argument("--trajectory", type=Path, default=None, help="also write the trajectories as multi-frame XYZ")

@@ -7,7 +7,7 @@ molecule has its own seed, so molecule k is the same whichever batch or process 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Callable
 
 import numpy as np
@@ -17,6 +17,7 @@ from unigem_core.constants import ELEMENTS, MAX_ATOMS
 from unigem_core.diffusion.sampler import SamplerOptions, sample
 from unigem_core.engine import Engine, load_model, predict_properties
 from unigem_core.molecule import GeneratedMolecule, Molecule
+from unigem_core.targets import PropertyRange, within
 
 
 def draw_atom_count(probs: np.ndarray, seed: int) -> int:
@@ -61,14 +62,15 @@ def generate(engine: Engine, n: int, n_atoms: int | None = None, seed: int = 0, 
 
 def generate_valid(engine: Engine, n: int, seed: int = 0, max_seeds: int | None = None,
                    on_round: Callable[[int, int], None] | None = None, exclude: Collection[str] | None = None,
-                   **options) -> tuple[list[GeneratedMolecule], int]:
+                   targets: Sequence[PropertyRange] = (), **options) -> tuple[list[GeneratedMolecule], int]:
     """The first n valid molecules (spec 8.3: RDKit sanitises them) among seeds seed, seed + 1, ...
 
     Sampled in rounds of `generate` (same `options`), each sized by the share kept so far, until n are
     found or max_seeds seeds (default 4n) have been tried. Returns the molecules in seed order, maybe
     fewer than n, and how many seeds were sampled. on_round(round, seeds in it) is called before each round.
     With `exclude` (SMILES in the spec 8.3 form, such as metrics.training_smiles()), a valid molecule whose
-    SMILES it holds is skipped too: the first n novel molecules.
+    SMILES it holds is skipped too: the first n novel molecules. With `targets` (targets.PropertyRange), so is
+    a valid molecule whose predicted properties miss any of them: the first n within the targets.
     """
     if n < 1:
         raise ValueError("the number of molecules must be at least 1")
@@ -82,7 +84,8 @@ def generate_valid(engine: Engine, n: int, seed: int = 0, max_seeds: int | None 
         if on_round is not None:
             on_round(rounds, size)
         batch = generate(engine, size, seed=seed + tried, **options)
-        kept += [g for g in batch if g.valid and (exclude is None or g.smiles not in exclude)][: n - len(kept)]
+        kept += [g for g in batch if g.valid and (exclude is None or g.smiles not in exclude)
+                 and (not targets or within(g.molecule.properties, targets))][: n - len(kept)]
         tried += size
     return kept, tried
 

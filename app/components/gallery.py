@@ -12,7 +12,7 @@ import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
 from app.state import (PROPERTY_FORMATS, TYPICAL_ERROR, TYPICAL_ERROR_HELP, GenerationRun, describe_problems,
-                       generation_table, is_novel, named_molecules, property_columns, property_rows, to_csv)
+                       generation_table, is_novel, kept_kind, named_molecules, property_columns, property_rows, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
 from unigem_core.metrics import ValenceProblem
@@ -47,11 +47,11 @@ def _summary(run: GenerationRun, known: frozenset[str] | None, unavailable: str 
     cols[5].metric("Novel", novel, help=NOVEL_HELP + note)
     if run.seeds_tried is not None:
         first = run.settings.get("seed", 0)
-        kind, other = ("novel", "invalid or known") if run.settings.get("keep_novel") else ("valid", "invalid")
-        found = f"{n} {kind} molecule{'s' if n != 1 else ''}"
+        found, other = kept_kind(run.settings, n)
         seeds = f"{run.seeds_tried} seeds ({first}-{first + run.seeds_tried - 1})"
         if n < run.settings.get("n", n):
-            st.warning(f"Only {found} among {seeds}: sample with more steps for more.")
+            advice = "widen the property targets" if run.settings.get("targets") else "sample with more steps"
+            st.warning(f"Only {found} among {seeds}: {advice} for more.")
         else:
             skipped = run.seeds_tried - n
             st.caption(f"{found} from {seeds}; {skipped} {other} one{'s' if skipped != 1 else ''} skipped.")

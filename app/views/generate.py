@@ -14,22 +14,25 @@ import streamlit as st
 
 from app import resources
 from app.components.gallery import show_gallery
-from app.state import ATOMS_FIXED, ATOMS_FROM_DATA, GENERATION, WIDGET_DEFAULTS, GenerationRun
+from app.state import (ATOMS_FIXED, ATOMS_FROM_DATA, GENERATION, TARGET_KEY, TARGET_SEEDS, WIDGET_DEFAULTS,
+                       GenerationRun, TargetScale, kept_kind, target_scales)
 from unigem_core import api
-from unigem_core.constants import MAX_ATOMS
+from unigem_core.constants import MAX_ATOMS, PROPERTIES
 from unigem_core.precision import resolve_precision
 
 MIN_ATOMS = 5  # the smallest molecules worth generating; QM9 has a handful below this
 PREVIEW_STEPS = (25, 50, 100, 250)
 REFINEMENT_ROUNDS = (0, 1, 3)  # the choices of resampling rounds of every step (sampler.sample)
 DEFAULT_STEPS = WIDGET_DEFAULTS["gen_steps"]
+LABELS = {p.key: p.label for p in PROPERTIES}
+UNITS = {p.key: p.report_unit for p in PROPERTIES}
 
 
 def _steps_label(steps: int, full: int) -> str:
     return f"Full · {steps:,} steps" if steps == full else f"Preview · {steps} steps"
 
 
-def _settings_form(engine_steps: int) -> dict:
+def _settings_form(engine_steps: int, scales: dict[str, TargetScale]) -> dict:
     """The generation controls; returns the chosen settings (nothing is run here)."""
     with st.container(border=True):
         left, middle, right = st.columns(3, gap="large")
@@ -75,10 +78,39 @@ def _settings_form(engine_steps: int) -> dict:
                               help="Auto uses the GPU when there is one.")
             if device == "GPU" and not resources.gpu_available():
                 st.warning("No CUDA GPU on this server: choose Auto or CPU.")
+        targets = _targets_form(scales)
     return {"n": int(n), "steps": int(steps), "n_atoms": int(n_atoms) if mode == ATOMS_FIXED else None,
-            "seed": int(seed), "device": resources.DEVICES[device], "keep_valid": bool(keep_valid or keep_novel),
-            "keep_novel": bool(keep_novel),
-            "resample": int(resample)}
+            "seed": int(seed), "device": resources.DEVICES[device],
+            "keep_valid": bool(keep_valid or keep_novel or targets), "keep_novel": bool(keep_novel),
+            "resample": int(resample), "targets": targets}
+
+
+def _targets_form(scales: dict[str, TargetScale]) -> list[tuple[str, float | None, float | None]]:
+    """Property targets: a range slider per chosen property; returns (key, low, high) for those whose range
+    was narrowed, an end left at the slider's extreme being open (None)."""
+    chosen = st.multiselect("Property targets", [p.key for p in PROPERTIES], key="gen_targets",
+                            format_func=lambda key: f"{LABELS[key]} ({key})",
+                            placeholder="Any predicted properties",
+                            help="Keep the valid molecules whose predicted properties fall in these ranges, sampling "
+                                 f"further seeds until there are enough (at most {TARGET_SEEDS} times as many). The "
+                                 "screen is on the model's predictions, which carry its typical error (Model page).")
+    targets = []
+    for start in range(0, len(chosen), 3):
+        for col, key in zip(st.columns(3), chosen[start:start + 3]):
+            scale, widget = scales[key], TARGET_KEY + key
+            value = st.session_state.get(widget)
+            if value is None or not scale.low <= value[0] <= value[1] <= scale.high:  # new, or another model's scale
+                st.session_state[widget] = (scale.low, scale.high)
+            with col:
+                low, high = st.slider(f"{LABELS[key]} [{UNITS[key]}]", scale.low, scale.high, step=scale.step,
+                                      key=widget, format="%.0f" if scale.step >= 1 else "%.2f",
+                                      help="An end left at the slider's extreme is open.")
+            bounds = (None if low <= scale.low else float(low), None if high >= scale.high else float(high))
+            if bounds != (None, None):
+                targets.append((key, *bounds))
+    if chosen and not targets:
+        st.caption("Move a slider's ends to set a target.")
+    return targets
 
 
 def _progress_reporter(bar, prefix: str = ""):
@@ -141,8 +173,10 @@ def run_generation(settings: dict) -> GenerationRun | None:
             def next_round(number: int, size: int) -> None:  # each round gets a fresh time estimate
                 report[0] = _progress_reporter(bar, f"Round {number} ({size} seeds) · " if number > 1 else "")
 
+            targets = [api.PropertyRange(*t) for t in settings.get("targets") or []]
             molecules, tried = api.generate_valid(engine, settings["n"], seed=settings["seed"], on_round=next_round,
-                                                  exclude=exclude,
+                                                  exclude=exclude, targets=targets,
+                                                  max_seeds=TARGET_SEEDS * settings["n"] if targets else None,
                                                   on_progress=lambda done, total: report[0](done, total), **options)
         else:
             molecules = api.generate(engine, settings["n"], seed=settings["seed"], on_progress=_progress_reporter(bar),
@@ -167,13 +201,17 @@ def render() -> None:
     if not (engine.info or {}).get("step"):
         st.warning("The loaded checkpoint has not been trained yet (0 optimiser steps): its molecules are noise, "
                    "useful only to try the app. See the Model page.", icon=":material/warning:")
-    settings = _settings_form(engine.num_steps)
+    settings = _settings_form(engine.num_steps, target_scales(engine.normalizer.mean, engine.normalizer.mad))
     if st.button("Generate", type="primary", icon=":material/science:", key="gen_go"):
         run = run_generation(settings)
         if run is not None and not run.molecules:
-            kind, box = ("novel", "Novel") if settings.get("keep_novel") else ("valid", "Valid")
-            st.error(f"No {kind} molecule among {run.seeds_tried} seeds: sample with more steps, or turn off "
-                     f"\"{box} molecules only\".")
+            found, _ = kept_kind(settings, 0)
+            if settings.get("targets"):
+                advice = "widen the property targets"
+            else:
+                box = "Novel" if settings.get("keep_novel") else "Valid"
+                advice = f"sample with more steps, or turn off \"{box} molecules only\""
+            st.error(f"{found} among {run.seeds_tried} seeds: {advice}.")
         elif run is not None:
             st.session_state[GENERATION] = run
     run = st.session_state.get(GENERATION)

@@ -102,9 +102,13 @@ def model_card() -> dict | None:
     return card if isinstance(card, dict) else None
 
 
-def typical_errors() -> dict[str, float]:
-    """The shipped model's test-split MAE per property ({key: value in reporting units}); {} without a card."""
-    mae = ((model_card() or {}).get("properties") or {}).get("mae")
+def typical_errors(built_3d: bool = False) -> dict[str, float]:
+    """The shipped model's test-split MAE per property ({key: value in reporting units}); {} without a card.
+
+    built_3d: of molecules whose geometry RDKit built from bonds (a SMILES, a 2D drawing) rather than the DFT
+    geometry: the card's errors on conformers built from QM9's SMILES, {} when the card has none.
+    """
+    mae = ((model_card() or {}).get("properties_from_smiles" if built_3d else "properties") or {}).get("mae")
     if not isinstance(mae, dict):
         return {}
     return {k: float(v) for k, v in mae.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

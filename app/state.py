@@ -135,6 +135,9 @@ PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p
 TYPICAL_ERROR = "Typical error"  # the column of property_rows that holds the model's test MAE
 TYPICAL_ERROR_HELP = ("The model's mean absolute error for this property on the 13,083 molecules of the QM9 test "
                       "split (Model page): how far off a prediction typically is")
+TYPICAL_ERROR_BUILT_HELP = ("The model's mean absolute error for this property on the QM9 test split's molecules "
+                            "rebuilt from their SMILES as this one was (RDKit ETKDG + MMFF; Model page): larger than at "
+                            "the DFT geometries the model learnt from")
 
 
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
@@ -160,13 +163,14 @@ def property_rows(properties: dict[str, float] | None, typical_error: dict[str, 
     return pd.DataFrame(rows)
 
 
-def property_columns() -> dict:
-    """Streamlit column settings for a property_rows table: number formats, and what each column means."""
+def property_columns(built_3d: bool = False) -> dict:
+    """Streamlit column settings for a property_rows table: number formats, and what each column means
+    (built_3d: the typical errors are those of geometries RDKit built, typical_errors(built_3d=True))."""
     import streamlit as st
 
     number = st.column_config.NumberColumn
     return {"Predicted": number(format="%.6g"),
-            TYPICAL_ERROR: number(format="%.3g", help=TYPICAL_ERROR_HELP),
+            TYPICAL_ERROR: number(format="%.3g", help=TYPICAL_ERROR_BUILT_HELP if built_3d else TYPICAL_ERROR_HELP),
             "In file": number(format="%.6g", help="The value given in the uploaded file's SD tags"),
             "Difference": number(format="%.3g", help="Predicted minus the value in the file")}
 

@@ -438,6 +438,33 @@ def test_typical_errors_come_from_the_card(monkeypatch, tmp_path):
     assert resources.typical_errors() == {}
 
 
+def test_a_typed_smiles_gets_the_typical_errors_of_built_geometries(monkeypatch, tmp_path):
+    """A SMILES's geometry is RDKit's, not DFT's: the page says so, with the card's errors on such geometries."""
+    from app import resources
+    from app.state import TYPICAL_ERROR
+
+    shipped = json.loads((REPO / "checkpoints" / "model_card.json").read_text())
+    shipped.pop("properties_from_smiles", None)
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps(shipped))
+    monkeypatch.setenv("UNIGEM_MODEL_CARD", str(card))
+    at = start("views/predict.py")
+    at.text_area(key="pred_smiles").input("CCO ethanol")
+    at.button(key="pred_go").click().run()
+    assert not at.exception, at.exception
+    assert "RDKit built this geometry" in at.info[0].value and "understate" in at.info[0].value
+    dft = [shipped["properties"]["mae"][p.key] for p in PROPERTIES]
+    assert at.dataframe[1].value[TYPICAL_ERROR].tolist() == dft  # the only errors the card has
+
+    built = {p.key: 3.0 * v for p, v in zip(PROPERTIES, dft)}
+    card.write_text(json.dumps({**shipped, "properties_from_smiles": {
+        "mae": built, "mae_qm9_geometry": shipped["properties"]["mae"], "geometry": "smiles"}}))
+    assert resources.typical_errors(built_3d=True) == built
+    at.button(key="pred_go").click().run()
+    assert f"off by {built['gap']:.0f} meV" in at.info[0].value
+    assert at.dataframe[1].value[TYPICAL_ERROR].tolist() == [built[p.key] for p in PROPERTIES]
+
+
 def test_predict_without_input_says_so():
     at = start("views/predict.py")
     at.button(key="pred_go").click().run()
@@ -470,6 +497,8 @@ def test_model_page_with_card(monkeypatch, tmp_path):
                        "25+r3": {"atom_stability": 0.96, "molecule_stability": 0.85, "validity": 0.9, "steps": 25,
                                  "resample": 3, "novelty": 0.65}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
+        "properties_from_smiles": {"mae": {"mu": 0.9}, "geometry": "smiles", "n_property_molecules": 998,
+                                   "n_refused": 2, "command": "unigem evaluate --properties --geometry smiles"},
         "training": {"hardware": "1x H100", "seconds": 7200},
         "validation_curve": [{"step": 2000 * e, "epoch": e, "val_loss": 0.3 - 0.01 * e, "val_prop_mae_norm": 0.06}
                              for e in range(1, 4)],
@@ -501,6 +530,9 @@ def test_model_page_with_card(monkeypatch, tmp_path):
             "(N takes 3).") in [c.value for c in at.caption]
     mae = at.dataframe[1].value
     assert len(mae) == 12 and mae["this model (MAE)"].iloc[0] == 0.5 and mae["EGNN, published (MAE)"].iloc[0] == 0.029
+    assert mae["from SMILES (MAE)"].iloc[0] == 0.9 and "unigem evaluate --properties --geometry smiles" in \
+        [c.value for c in at.code]
+    assert any("998 molecules (2 that RDKit could not build left out)" in c.value for c in at.caption)
     assert "unigem evaluate --steps 1000" in [c.value for c in at.code]
     assert [m.value for m in at.metric][-3:] == ["0.2215", "0.1970", "0.0489"]
     assert "unigem evaluate --n 0 --loss --precision fp32 --json" in [c.value for c in at.code]

@@ -212,6 +212,19 @@ def test_evaluate_reports_resampling(capsys, below):
     assert result["resample"] == 2 and result.get("resample_below") == below
 
 
+def test_evaluate_properties_from_smiles(capsys):
+    """--geometry smiles rebuilds each molecule from QM9's SMILES; its mae_qm9_geometry is the DFT geometries' MAE."""
+    assert main(["evaluate", "--n", "0", "--properties", "--geometry", "smiles", "--limit", "12", "--json"]) == 0
+    built = json.loads(capsys.readouterr().out)
+    assert built["geometry"] == "smiles" and built["n_property_molecules"] + built["n_refused"] == 12
+    assert main(["evaluate", "--n", "0", "--properties", "--limit", "12", "--json"]) == 0
+    dft = json.loads(capsys.readouterr().out)
+    assert dft["geometry"] == "qm9" and dft["n_property_molecules"] == 12
+    if built["n_refused"] == 0:
+        assert built["mae_qm9_geometry"] == pytest.approx(dft["mae"], rel=1e-5)
+    assert built["mae"]["r2"] > built["mae_qm9_geometry"]["r2"]  # a force-field geometry is not QM9's
+
+
 def test_evaluate_loss_alone(capsys):
     assert main(["evaluate", "--n", "0", "--loss", "--limit", "40", "--precision", "fp32", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -213,6 +213,15 @@ def test_read_smiles_builds_a_sensible_reproducible_ethanol():
     np.testing.assert_array_equal(read_smiles("CCO").positions, ethanol.positions)  # fixed seed
 
 
+def test_built_geometries_are_marked_and_a_strained_cage_still_embeds():
+    """Coordinates RDKit built (a SMILES, a 2D drawing) are marked, so the Predict page can say what they cost."""
+    assert read_smiles("CCO").built_3d and read_molecules(INPUTS / "flat_2d.sdf")[0].molecule.built_3d
+    assert not read_molecules(INPUTS / "good_v2000.sdf")[0].molecule.built_3d
+    assert not read_molecules(INPUTS / "good_multi.xyz")[0].molecule.built_3d
+    cage = read_smiles("CC12CCC1C1CC2O1")  # a QM9 test molecule ETKDG embeds only with more iterations
+    assert cage.formula == "C8H12O" and cage.built_3d
+
+
 @pytest.mark.parametrize("smiles, message", [
     ("C1CC", "could not parse SMILES 'C1CC' (unclosed ring for input: 'C1CC')"),
     ("", "empty SMILES"),

@@ -253,6 +253,12 @@ def test_card_keys_generation_by_sampler_and_adds_evaluations_of_its_own_weights
     (tmp_path / "other.json").write_text(json.dumps({**refined, "step": 60}))  # another model's evaluation
     assert main(["card", "--add", "--eval", str(tmp_path / "other.json"), "--out", str(card_path)]) == 2
     assert "step 60" in capsys.readouterr().err and json.loads(card_path.read_text()) == card
+    smiles = {"mae": {"mu": 0.6}, "geometry": "smiles", "n_refused": 0, "step": 50, "command": "unigem evaluate"}
+    (tmp_path / "smiles.json").write_text(json.dumps(smiles))
+    assert main(["card", "--add", "--eval", str(tmp_path / "smiles.json"), "--out", str(card_path)]) == 0
+    assert json.loads(card_path.read_text()) == {**card, "properties_from_smiles": smiles}
+    (tmp_path / "dft.json").write_text(json.dumps({**smiles, "geometry": "qm9"}))  # the card's own, not added
+    assert main(["card", "--add", "--eval", str(tmp_path / "dft.json"), "--out", str(card_path)]) == 2
 
 
 def test_card_takes_evaluations_of_a_staged_copy_of_the_weights_and_refuses_other_weights():

@@ -151,7 +151,7 @@ def cmd_evaluate(args) -> int:
         if args.loss:
             result.update(api.evaluate_loss(engine, limit=args.limit, precision=args.precision))
         if args.properties:
-            result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit))
+            result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit, geometry=args.geometry))
         result.update({k: v for k, v in engine.info.items() if v is not None})  # step, epoch of the weights
     result["command"] = args.command_line
     if not args.reference:
@@ -164,12 +164,12 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_card(args) -> int:
-    from unigem_core.train.card import add_generation, build_card, write_card
+    from unigem_core.train.card import add_evaluation, build_card, write_card
 
     if args.add:  # one more evaluation of the shipped weights into the existing card
         card = json.loads(args.out.read_text())
         for path in args.eval:
-            card = add_generation(card, json.loads(Path(path).read_text()))
+            card = add_evaluation(card, json.loads(Path(path).read_text()))
         write_card(card, args.out)
         print(f"added {len(args.eval)} evaluation(s) to {args.out}")
         return 0

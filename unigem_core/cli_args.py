@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--properties", action="store_true", help="also the MAE of all twelve targets on a split")
     p.add_argument("--split", default="test", choices=["valid", "test"])
+    p.add_argument("--geometry", default="qm9", choices=["qm9", "smiles"],
+                   help="with --properties: each molecule at its DFT geometry (qm9), or rebuilt from QM9's SMILES by "
+                   "RDKit (ETKDG + MMFF) as the Predict page builds a typed SMILES (smiles)")
     p.add_argument("--limit", type=int, default=None,
                    help="property MAE (and --loss) on the first LIMIT molecules of their split only")
     p.add_argument("--loss", action="store_true",
@@ -124,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-command", default="")
     p.add_argument("--resume-state", type=Path, default=None,
                    help="the training checkpoint the campaign resumes from, if not the shipped weights' own state")
-    p.add_argument("--add", action="store_true", help="add the --eval generation results (of the card's own "
-                   "weights) to the existing card at --out, leaving the rest as it is")
+    p.add_argument("--add", action="store_true", help="add the --eval results (generation, or properties from "
+                   "SMILES; of the card's own weights) to the existing card at --out, leaving the rest as it is")
     p.add_argument("--out", type=Path, default=Path("checkpoints/model_card.json"))
 
     p = sub.add_parser("predict", help="predict the twelve properties of molecules in XYZ/SDF/SMILES files")

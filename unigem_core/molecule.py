@@ -46,6 +46,7 @@ class Molecule:
     positions: np.ndarray  # [n, 3] float64, Angstrom
     name: str = ""
     properties: dict[str, float] | None = None  # property key -> value in reporting units (constants.PROPERTIES)
+    built_3d: bool = False  # coordinates built by RDKit from bonds (ETKDG + MMFF: a SMILES, a 2D drawing), not given
 
     def __post_init__(self) -> None:
         self.symbols = tuple(self.symbols)

@@ -116,16 +116,37 @@ def _detail(run: PredictionRun) -> None:
 
     k = st.selectbox("Record", good, format_func=label, key="pred_pick")
     rec, pred = run.records[k], run.predictions[k]
-    table = property_rows(pred.properties, resources.typical_errors(), rec.molecule.properties)
+    from_smiles = resources.typical_errors(built_3d=True) if rec.molecule.built_3d else {}
+    table = property_rows(pred.properties, from_smiles or resources.typical_errors(), rec.molecule.properties)
+    if rec.molecule.built_3d:
+        _built_geometry_note(from_smiles)
+    columns = property_columns(built_3d=bool(from_smiles))
     if rec.molecule.properties:  # the file's own values and the differences need the page's width
         show_molecule(rec.molecule.symbols, rec.molecule.positions, height=320, title=label(k))
-        st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=property_columns())
+        st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=columns)
         return
     left, right = st.columns([2, 3], gap="large")
     with left:
         show_molecule(rec.molecule.symbols, rec.molecule.positions, height=380, title=label(k))
     with right:
-        st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=property_columns())
+        st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=columns)
+
+
+def _built_geometry_note(from_smiles: dict[str, float]) -> None:
+    """Why a molecule typed as SMILES (or drawn in 2D) is predicted less well than one with its DFT geometry;
+    from_smiles: the card's typical errors of such geometries ({} when it has none)."""
+    at_dft = ((resources.model_card() or {}).get("properties_from_smiles") or {}).get("mae_qm9_geometry") or {}
+    if "gap" in from_smiles and isinstance(at_dft.get("gap"), (int, float)):
+        size = (f" On QM9's test molecules built this way the gap is off by {from_smiles['gap']:.0f} meV on "
+                f"average, against {at_dft['gap']:.0f} meV at their DFT geometries; the typical errors below are "
+                "those of built geometries.")
+    elif from_smiles:
+        size = " The typical errors below are those of QM9's test molecules built this way."
+    else:
+        size = " The typical errors below were measured at DFT geometries, so they understate this one's."
+    st.info("RDKit built this geometry from the bonds (ETKDG conformer, MMFF force field), not a DFT optimisation "
+            "like QM9's, so the predictions are less accurate than for a geometry from a quantum-chemistry "
+            "calculation." + size, icon=":material/info:")
 
 
 def render() -> None:

@@ -14,6 +14,11 @@ from unigem_core.constants import ELEMENTS
 from unigem_core.molecule import Molecule, MoleculeInputError, check_domain
 
 MIN_SEPARATION = 0.1  # Angstrom; closer atoms are one atom written twice (the shortest bond, H2, is 0.74)
+BUILT_3D = "unigem_built_3d"  # set on an RDKit molecule whose coordinates embed_3d built
+# embed_3d's tries, in order: (random starting coordinates, ETKDG's iteration limit; 0 = RDKit's default).
+# Random coordinates are the documented fallback for molecules ETKDG finds hard; a strained cage such as
+# CC12CCC1C1CC2O1 (a QM9 test molecule) embeds only with a higher iteration limit.
+EMBED_ATTEMPTS = ((False, 0), (True, 0), (False, 5000))
 
 
 def check_composition(mol: Chem.Mol) -> list[str]:
@@ -44,22 +49,27 @@ def checked_molecule(mol: Chem.Mol) -> Molecule:
     if close.size:
         i, j = close[0]
         raise MoleculeInputError(f"atoms {i + 1} and {j + 1} overlap ({distances[i, j]:.3f} A apart)")
-    return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), positions)
+    return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), positions,
+                    built_3d=mol.HasProp(BUILT_3D) and mol.GetBoolProp(BUILT_3D))
 
 
 def embed_3d(mol: Chem.Mol, seed: int) -> Chem.Mol:
     """A 3D conformer with explicit H: ETKDGv3 with a fixed seed, relaxed with MMFF94 (UFF where MMFF lacks parameters)."""
     mol = Chem.AddHs(mol)
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    if AllChem.EmbedMolecule(mol, params) != 0:
-        params.useRandomCoords = True  # the documented fallback for molecules ETKDG finds hard
-        if AllChem.EmbedMolecule(mol, params) != 0:
-            raise MoleculeInputError("could not build a 3D conformer")
+    for random_coords, iterations in EMBED_ATTEMPTS:
+        params = AllChem.ETKDGv3()
+        params.randomSeed = seed
+        params.useRandomCoords = random_coords
+        params.maxIterations = iterations
+        if AllChem.EmbedMolecule(mol, params) == 0:
+            break
+    else:
+        raise MoleculeInputError("could not build a 3D conformer")
     if AllChem.MMFFHasAllMoleculeParams(mol):
         AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
     elif AllChem.UFFHasAllMoleculeParams(mol):
         AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+    mol.SetBoolProp(BUILT_3D, True)
     return mol
 
 

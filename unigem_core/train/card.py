@@ -77,17 +77,25 @@ def as_shipped(evaluation: dict, checkpoint: str, sha256: str | None, step: int 
     return {**evaluation, "command": " ".join(command), "checkpoint": checkpoint, "measured_as": ran_on}
 
 
-def add_generation(card: dict, metrics: dict) -> dict:
-    """The card with one more generation evaluation (a `unigem evaluate --json` output of the same weights).
+def add_evaluation(card: dict, metrics: dict) -> dict:
+    """The card with one more evaluation (a `unigem evaluate --json` output of the same weights): a generation
+    evaluation, or the property errors on geometries built from SMILES (`--properties --geometry smiles`).
 
     Refused when the evaluation measured other weights than the card's (as_shipped), so a card never
     mixes two models' numbers.
     """
-    if "atom_stability" not in metrics:
-        raise ValueError("not a generation evaluation (no atom_stability)")
+    if "atom_stability" not in metrics and not is_smiles_properties(metrics):
+        raise ValueError("not a generation evaluation (no atom_stability) nor one of properties from SMILES")
     shipped = card.get("files", {}).get("unigem.pt", {}).get("sha256")
     metrics = as_shipped(metrics, DEFAULT_CHECKPOINT, shipped, card.get("training", {}).get("steps"))
+    if "atom_stability" not in metrics:
+        return {**card, "properties_from_smiles": metrics}
     return {**card, "generation": {**card.get("generation", {}), generation_key(metrics): metrics}}
+
+
+def is_smiles_properties(metrics: dict) -> bool:
+    """Whether an evaluation holds property errors on conformers built from SMILES, not at DFT geometries."""
+    return "mae" in metrics and metrics.get("geometry") == "smiles"
 
 
 def describe_history(history: list[dict]) -> str:
@@ -125,7 +133,8 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
     files = {p.name: {"sha256": sha256_of(p), "bytes": p.stat().st_size} for p in [checkpoint]}
     evals = [as_shipped(e, str(checkpoint), files[checkpoint.name]["sha256"], step) for e in evals]
     generation = {generation_key(e): e for e in evals if "atom_stability" in e}
-    properties = next((e for e in evals if "mae" in e), None)
+    properties = next((e for e in evals if "mae" in e and not is_smiles_properties(e)), None)
+    from_smiles = next((e for e in evals if is_smiles_properties(e)), None)
     validation = next((e for e in evals if "validation_loss" in e), None)
     curve_rows = sorted(curve, key=lambda e: e.get("epoch", 0))
     val_rows = [r for r in log if r.get("val_loss") is not None]
@@ -149,6 +158,7 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
         "files": files,
         "generation": generation,
         "properties": properties,
+        "properties_from_smiles": from_smiles,
         "validation_loss": validation,
         "training_curve": curve_rows,
         "validation_curve": [{k: r[k] for k in ("step", "epoch", "val_loss", "val_coord", "val_prop_mae_norm",

@@ -136,8 +136,8 @@ TYPICAL_ERROR = "Typical error"  # the column of property_rows that holds the mo
 TYPICAL_ERROR_HELP = ("The model's mean absolute error for this property on the 13,083 molecules of the QM9 test "
                       "split (Model page): how far off a prediction typically is")
 TYPICAL_ERROR_BUILT_HELP = ("The model's mean absolute error for this property on the QM9 test split's molecules "
-                            "rebuilt from their SMILES as this one was (RDKit ETKDG + MMFF; Model page): larger than at "
-                            "the DFT geometries the model learnt from")
+                            "rebuilt from their SMILES as this one was (RDKit ETKDG + MMFF, refined by the model; Model "
+                            "page): larger than at the DFT geometries the model learnt from")
 
 
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,

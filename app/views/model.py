@@ -279,8 +279,8 @@ def render() -> None:
                  height=35 * 13 + 3,
                  column_config={"this model (MAE)": number(format="%.4g", help="At QM9's DFT geometries"),
                                 FROM_SMILES: number(format="%.4g", help="The same test molecules rebuilt from QM9's "
-                                                    "SMILES by RDKit (ETKDG + MMFF), as the Predict page builds a "
-                                                    "typed SMILES"),
+                                                    "SMILES by RDKit (ETKDG + MMFF) and refined by the model, as the "
+                                                    "Predict page treats a typed SMILES"),
                                 "EGNN, published (MAE)": number(format="%.4g")})
     if properties.get("command"):
         st.code(properties["command"], language="bash")

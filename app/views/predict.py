@@ -84,7 +84,8 @@ def _inputs() -> tuple[list, str, str]:
     with smiles:
         smiles_text = st.text_area("SMILES, one per line, optionally followed by a name",
                                    height=200, placeholder=SMILES_EXAMPLE, key="pred_smiles",
-                                   help="A 3D conformer is built with RDKit (ETKDG, then MMFF), hydrogens included.")
+                                   help="A 3D conformer is built with RDKit (ETKDG, then MMFF), hydrogens included, "
+                                        "and refined by the model's denoiser before the properties are read.")
     return files, xyz_text, smiles_text
 
 
@@ -145,7 +146,8 @@ def _built_geometry_note(from_smiles: dict[str, float]) -> None:
     else:
         size = " The typical errors below were measured at DFT geometries, so they understate this one's."
     st.info("RDKit built this geometry from the bonds (ETKDG conformer, MMFF force field), not a DFT optimisation "
-            "like QM9's, so the predictions are less accurate than for a geometry from a quantum-chemistry "
+            "like QM9's. The model first moves it towards the DFT geometries it learnt (three denoising steps from "
+            "t = 30), but the predictions stay less accurate than for a geometry from a quantum-chemistry "
             "calculation." + size, icon=":material/info:")
 
 

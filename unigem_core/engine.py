@@ -30,10 +30,10 @@ DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "unigem.pt"
 MODEL_CARD = CHECKPOINT_DIR / "model_card.json"
 # Geometries RDKit builds from bonds (ETKDG + MMFF) are not QM9's DFT geometries, and the property head, trained
 # on those, errs two to four times more on them. `refine_geometries` takes such a geometry as a noisy sample at
-# t = REFINE_FROM and carries it to t = 0 in REFINE_STEPS steps of the model's own denoiser. On 991 validation
-# molecules rebuilt from their SMILES this lowered the U0 error from 230 to 148 meV, the gap's from 173 to
-# 148 meV and alpha's from 0.56 to 0.50 a0^3; mu and r2, which hang on the conformer rather than on bond
-# lengths, barely moved (bench/NOTES.md, "Refining built geometries").
+# t = REFINE_FROM and carries it to t = 0 in REFINE_STEPS steps of the model's own denoiser. On 995 validation
+# molecules rebuilt from their SMILES this lowered the U0 error from 231 to 144 meV, the gap's from 175 to
+# 147 meV and alpha's from 0.56 to 0.50 a0^3; mu and r2, which hang on the conformer rather than on bond
+# lengths, barely moved (`python bench/refine_built.py`, bench/NOTES.md "Refining built geometries").
 REFINE_FROM, REFINE_STEPS = 30, 3
 
 

@@ -8,6 +8,7 @@ first takes one of the process-wide job slots (app.resources.job_slots) and says
 """
 from __future__ import annotations
 
+import math
 import time
 
 import streamlit as st
@@ -103,7 +104,7 @@ def _targets_form(scales: dict[str, TargetScale]) -> list[tuple[str, float | Non
                 st.session_state[widget] = (scale.low, scale.high)
             with col:
                 low, high = st.slider(f"{LABELS[key]} [{UNITS[key]}]", scale.low, scale.high, step=scale.step,
-                                      key=widget, format="%.0f" if scale.step >= 1 else "%.2f",
+                                      key=widget, format=f"%.{max(0, -math.floor(math.log10(scale.step)))}f",
                                       help="An end left at the slider's extreme is open.")
             bounds = (None if low <= scale.low else float(low), None if high >= scale.high else float(high))
             if bounds != (None, None):

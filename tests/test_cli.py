@@ -182,7 +182,8 @@ def test_predict_keeps_one_row_per_record_in_order(tmp_path):
     assert main(["predict", *map(str, files), "--out", str(out)]) == 0
     rows = list(csv.DictReader(open(out)))
     assert len(rows) == 3 + 3 + 2
-    assert list(rows[0])[:3] == ["name", "formula", "n_atoms"]
+    assert list(rows[0])[:4] == ["name", "formula", "n_atoms", "geometry"]
+    assert [r["geometry"] for r in rows[:5]] == ["given"] * 4 + [""]  # the XYZ's and the SDF's, then a refused one
     assert all(p.column in rows[0] for p in PROPERTIES)
     errors = [r["error"] for r in rows]
     assert errors[:3] == ["", "", ""] and errors[3] == "" and errors[4].startswith("record 2") and errors[5] == ""

@@ -41,6 +41,8 @@ def test_predict_refines_only_the_geometries_rdkit_built(engine):
     records = [Record(1, "ethanol", ethanol), Record(2, "as given", given)]
     refined, given_row = api.predict_records(engine, records)
     plain, _ = api.predict_records(engine, records, refine_built=False)
+    assert (refined.geometry, given_row.geometry, plain.geometry) == ("built by RDKit, refined by the model", "given",
+                                                                      "built by RDKit")
     alone = api.predict_properties(engine, api.refine_geometries(engine, [ethanol]))[0]
     assert refined.properties == pytest.approx(alone, rel=1e-5)  # a batch of one rounds a little differently
     assert given_row.properties == pytest.approx(plain.properties, rel=1e-5)

@@ -22,6 +22,8 @@ from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_wa
 from unigem_core.precision import resolve_precision
 from unigem_core.targets import PropertyRange, parse_range
 
+GEOMETRY_BUILT = "built by RDKit, refined by the model"  # Prediction.geometry of a SMILES or 2D drawing
+GEOMETRY_BUILT_RAW = "built by RDKit"  # the same with refine_built=False
 GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or conformers built from QM9's SMILES
 
 __all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
@@ -42,6 +44,7 @@ class Prediction:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     source: str = ""
+    geometry: str = ""  # "given", or how it was built: GEOMETRY_BUILT (refined) or GEOMETRY_BUILT_RAW
 
 
 def predict_records(engine: Engine, records: list[Record], refine_built: bool = True) -> list[Prediction]:
@@ -56,6 +59,8 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
         p = Prediction(index=rec.index, name=rec.name, error=rec.error, warnings=rec.warnings, source=rec.source)
         if rec.molecule is not None and rec.error is None:
             p.formula, p.n_atoms = rec.molecule.formula, rec.molecule.n_atoms
+            built = GEOMETRY_BUILT if refine_built else GEOMETRY_BUILT_RAW
+            p.geometry = built if rec.molecule.built_3d else "given"
             try:
                 check_model_domain(rec.molecule)
                 good.append((p, rec.molecule))
@@ -82,10 +87,11 @@ def as_predicted(molecules: list[Molecule], engine: Engine, refine_built: bool =
 
 
 def predictions_table(predictions: list[Prediction]) -> list[dict]:
-    """Rows for CSV and the app's table: name, formula, n_atoms, one column per property (with unit), error."""
+    """Rows for CSV and the app's table: name, formula, n_atoms, geometry, one column per property (with unit),
+    error, warnings."""
     rows = []
     for p in predictions:
-        row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms}
+        row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms, "geometry": p.geometry}
         for spec in PROPERTIES:
             row[spec.column] = None if p.properties is None else p.properties[spec.key]
         row["error"] = p.error or ""

@@ -57,7 +57,7 @@ def results_table(run: PredictionRun) -> pd.DataFrame:
         status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
         atoms = row.pop("n_atoms") or None  # 0 means the record was never read
         rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
-                     "formula": row.pop("formula"), "atoms": atoms, **row})
+                     "formula": row.pop("formula"), "atoms": atoms, "geometry": row.pop("geometry"), **row})
     return pd.DataFrame(rows)
 
 

@@ -53,3 +53,22 @@ def test_predict_refines_only_the_geometries_rdkit_built(engine):
 def test_refinement_checks_its_arguments(engine):
     with pytest.raises(ValueError, match="1 <= steps <= t_from"):
         api.refine_geometries(engine, [read_smiles("C")], t_from=2, steps=3)
+
+
+def test_cli_predict_refines_unless_told_not_to(engine, tmp_path):
+    import csv
+
+    from unigem_core.cli import main
+
+    smiles = tmp_path / "m.smi"
+    smiles.write_text("CCO ethanol\n")
+    rows = {}
+    for flag in ([], ["--no-refine"]):
+        out = tmp_path / f"p{len(flag)}.csv"
+        assert main(["predict", str(smiles), "--out", str(out), *flag]) == 0
+        rows[bool(flag)] = next(csv.DictReader(open(out)))
+    assert rows[False]["geometry"] == "built by RDKit, refined by the model"
+    assert rows[True]["geometry"] == "built by RDKit"
+    raw = api.predict_properties(engine, [read_smiles("CCO")])[0]
+    assert float(rows[True]["gap [meV]"]) == pytest.approx(raw["gap"], rel=1e-6)
+    assert float(rows[False]["gap [meV]"]) != pytest.approx(raw["gap"], rel=1e-6)

@@ -191,7 +191,7 @@ def cmd_predict(args) -> int:
             raise CLIError(f"{path}: no such file")
         records += read_molecules(path.read_bytes(), filename=path.name)
     engine = api.load_model(args.checkpoint, args.device)
-    rows = api.predictions_table(api.predict_records(engine, records))
+    rows = api.predictions_table(api.predict_records(engine, records, refine_built=not args.no_refine))
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]) if rows else ["name", "error"])
         writer.writeheader()

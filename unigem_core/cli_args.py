@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict the twelve properties of molecules in XYZ/SDF/SMILES files")
     p.add_argument("files", nargs="+", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output CSV, one row per input record")
+    p.add_argument("--no-refine", action="store_true", help="read the geometries RDKit builds (from a SMILES or a "
+                   "2D drawing) as they are, without the model's refinement (three denoising steps from t = 30)")
     _add_model_args(p)
 
     p = sub.add_parser("app", help="start the Streamlit app")

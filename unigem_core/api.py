@@ -28,8 +28,8 @@ GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or confor
 
 __all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
            "evaluate_loss", "evaluate_properties", "evaluate_reference", "generate", "generate_valid", "load_model",
-           "model_card", "parse_range", "predict_properties", "refine_geometries", "predict_records", "predictions_table",
-           "PropertyRange", "resolve_device", "set_cpu_threads", "to_report_units"]
+           "model_card", "parse_range", "predict_properties", "predict_records", "predictions_table",
+           "PropertyRange", "refine_geometries", "resolve_device", "set_cpu_threads", "to_report_units"]
 
 
 @dataclass

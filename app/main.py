@@ -27,7 +27,7 @@ def main() -> None:
         st.session_state[key] = st.session_state.get(key, default)
     for key in [k for k in st.session_state if str(k).startswith(TARGET_KEY)]:  # the target sliders, likewise
         st.session_state[key] = st.session_state[key]
-    resources.training_set()  # starts reading QM9's training SMILES (the gallery's novelty badge) in the background
+    resources.qm9_reference()  # starts reading QM9's SMILES (novelty badges, DFT values) in the background
     pages = [
         st.Page("views/generate.py", title="Generate", icon=":material/science:", default=True),
         st.Page("views/trajectory.py", title="Trajectory", icon=":material/animation:", url_path="trajectory"),

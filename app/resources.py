@@ -21,6 +21,7 @@ from pathlib import Path
 import streamlit as st
 
 from unigem_core import api
+from unigem_core.api import QM9Lookup
 
 # Label shown in the app -> name understood by api.resolve_device.
 DEVICES = {"Auto": "auto", "CPU": "cpu", "GPU": "cuda"}
@@ -57,35 +58,38 @@ def gpu_available() -> bool:
         return False
 
 
-class TrainingSet:
-    """QM9's training SMILES, for telling a generated molecule the training set already holds from a novel one.
+class QM9Reference:
+    """QM9 as the app's reference: the training SMILES (is a generated molecule novel, or does the training set
+    hold it?) and the lookup of any molecule's QM9 entries with their DFT values (metrics.QM9Lookup).
 
     Read in a background thread from the cache file that `unigem evaluate` also uses (built there first
-    when missing: once per machine, about a minute on two cores), so no page waits for it.
+    when missing: once per machine, about three minutes on one core), so no page waits for it.
     """
 
-    def __init__(self, load: Callable[[], set[str]]):
-        self._smiles: frozenset[str] | None = None
+    def __init__(self, load: Callable[[], QM9Lookup]):
+        self._lookup: QM9Lookup | None = None
         self.error: str | None = None
-        threading.Thread(target=self._load, args=(load,), name="qm9-training-smiles", daemon=True).start()
+        threading.Thread(target=self._load, args=(load,), name="qm9-reference", daemon=True).start()
 
-    def _load(self, load: Callable[[], set[str]]) -> None:
+    def _load(self, load: Callable[[], QM9Lookup]) -> None:
         try:
-            self._smiles = frozenset(load())
-        except Exception as exc:  # no QM9 data here: the app works on, without the novelty badge
+            self._lookup = load()
+        except Exception as exc:  # no QM9 data here: the app works on, without the novelty badge and DFT values
             self.error = f"{type(exc).__name__}: {exc}"
 
     def smiles(self) -> frozenset[str] | None:
         """The training SMILES (spec 8.3 convention), or None while they load or if they could not be read."""
-        return self._smiles
+        return None if self._lookup is None else self._lookup.training_smiles
+
+    def lookup(self) -> QM9Lookup | None:
+        """The lookup of QM9 molecules by bond graph, or None while it loads or if it could not be read."""
+        return self._lookup
 
 
 @st.cache_resource(show_spinner=False)
-def training_set() -> TrainingSet:
-    """One TrainingSet per process, started on the first call (app/main.py makes it at start-up)."""
-    from unigem_core.metrics import training_smiles
-
-    return TrainingSet(lambda: training_smiles(progress=False))
+def qm9_reference() -> QM9Reference:
+    """One QM9Reference per process, started on the first call (app/main.py makes it at start-up)."""
+    return QM9Reference(lambda: api.qm9_lookup(progress=False))
 
 
 def model_card_path() -> Path:

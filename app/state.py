@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from unigem_core.constants import PROPERTIES
-from unigem_core.metrics import ValenceProblem, to_smiles, valence_problems
+from unigem_core.metrics import QM9Entry, QM9Lookup, ValenceProblem, to_smiles, valence_problems
 from unigem_core.molecule import GeneratedMolecule, Molecule, Record
 from unigem_core.targets import PropertyRange
 from unigem_core.targets import describe as describe_targets
@@ -102,6 +102,18 @@ class GenerationRun:
     seeds_tried: int | None = None  # with keep_valid: how many seeds were sampled to find the ones kept
     readable_smiles: list[str | None] = field(default_factory=list)  # heavy-atom SMILES, None if invalid
     problems: list[list[ValenceProblem]] = field(default_factory=list)  # per molecule, its unstable atoms
+    qm9_matches: list[tuple[QM9Entry, ...]] | None = None  # per molecule, QM9's with its bond graph (see qm9)
+    qm9_source: int | None = None  # id() of the lookup that found qm9_matches
+
+    def qm9(self, lookup: QM9Lookup | None) -> list[tuple[QM9Entry, ...]] | None:
+        """Per molecule, the QM9 molecules with its bond graph (none for an invalid one); None until the lookup
+        is there. Looked up once per lookup: the page asks on every rerun."""
+        if lookup is None:
+            return None
+        if self.qm9_source != id(lookup):
+            self.qm9_matches = [tuple(lookup.find(g.molecule)) if g.valid else () for g in self.molecules]
+            self.qm9_source = id(lookup)
+        return self.qm9_matches
 
     def __post_init__(self) -> None:
         if not self.readable_smiles:
@@ -122,6 +134,7 @@ class PredictionRun:
 
     records: list[Record]
     predictions: list  # api.Prediction, one per record
+    with_qm9: bool = False  # predicted with QM9's lookup: each Prediction.qm9 says where QM9 holds the molecule
 
     @property
     def n_refused(self) -> int:
@@ -140,13 +153,39 @@ TYPICAL_ERROR_BUILT_HELP = ("The model's mean absolute error for this property o
                             "page): larger than at the DFT geometries the model learnt from")
 
 
+QM9_DFT = "QM9 (DFT)"  # the column of property_rows that holds QM9's value for the same molecule
+QM9_DFT_HELP = ("QM9's value for the molecule with this bond graph, computed with DFT (B3LYP/6-31G(2df,p)) at QM9's "
+                "own geometry: the answer the model was trained to give")
+
+
+def qm9_label(entries: tuple[QM9Entry, ...]) -> str:
+    """"#1234 (test)", with "+1" for each further QM9 molecule of the same bond graph; "" for none."""
+    if not entries:
+        return ""
+    more = f" +{len(entries) - 1}" if len(entries) > 1 else ""
+    return f"#{entries[0].number} ({entries[0].split}){more}"
+
+
+def qm9_note(entries: tuple[QM9Entry, ...]) -> str:
+    """One sentence on where QM9 holds the molecule and what that means for its predictions."""
+    first = entries[0]
+    others = ""
+    if len(entries) > 1:
+        others = (f" (and {len(entries) - 1} more with the same bond graph: "
+                  + ", ".join(f"#{e.number}" for e in entries[1:4]) + (", …" if len(entries) > 4 else "") + ")")
+    seen = ("the model was trained on its DFT values" if first.split == "train"
+            else "the model never saw it in training")
+    return f"{first.label} has this bond graph{others}: its DFT values stand beside the predictions; {seen}."
+
+
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
-                  in_file: dict[str, float] | None = None) -> pd.DataFrame:
+                  in_file: dict[str, float] | None = None, qm9: dict[str, float] | None = None) -> pd.DataFrame:
     """The twelve properties of one molecule as a small table: property, predicted value, unit.
 
     `typical_error` (the model card's test-split MAE per property) adds how far off a prediction
     typically is; `in_file` (values read from the input's SD tags) adds them and the prediction's
-    difference from them, so a chemist who knows the answer sees at once how close the model came.
+    difference from them, so a chemist who knows the answer sees at once how close the model came;
+    `qm9` (QM9Entry.properties of the same molecule) adds QM9's DFT values and the difference from them.
     """
     rows = []
     for p in PROPERTIES:
@@ -159,6 +198,10 @@ def property_rows(properties: dict[str, float] | None, typical_error: dict[str, 
             known = in_file.get(p.key)
             row["In file"] = known
             row["Difference"] = None if value is None or known is None else value - known
+        if qm9:
+            dft = qm9.get(p.key)
+            row[QM9_DFT] = dft
+            row["vs QM9"] = None if value is None or dft is None else value - dft
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -172,7 +215,9 @@ def property_columns(built_3d: bool = False) -> dict:
     return {"Predicted": number(format="%.6g"),
             TYPICAL_ERROR: number(format="%.3g", help=TYPICAL_ERROR_BUILT_HELP if built_3d else TYPICAL_ERROR_HELP),
             "In file": number(format="%.6g", help="The value given in the uploaded file's SD tags"),
-            "Difference": number(format="%.3g", help="Predicted minus the value in the file")}
+            "Difference": number(format="%.3g", help="Predicted minus the value in the file"),
+            QM9_DFT: number(format="%.6g", help=QM9_DFT_HELP),
+            "vs QM9": number(format="%.3g", help="Predicted minus QM9's DFT value")}
 
 
 def is_novel(g: GeneratedMolecule, training_smiles: frozenset[str]) -> bool | None:
@@ -181,12 +226,14 @@ def is_novel(g: GeneratedMolecule, training_smiles: frozenset[str]) -> bool | No
 
 
 def generation_table(run: GenerationRun, indices: list[int] | None = None,
-                     training_smiles: frozenset[str] | None = None) -> pd.DataFrame:
+                     training_smiles: frozenset[str] | None = None, lookup: QM9Lookup | None = None) -> pd.DataFrame:
     """One row per generated molecule: identity, checks, then the twelve properties with units.
 
     With `training_smiles`, a "novel" column says whether each valid molecule is absent from QM9's
-    training set (empty for an invalid one).
+    training set (empty for an invalid one); with `lookup`, a "QM9" column names the QM9 molecule with
+    the same bond graph, in any split (qm9_label).
     """
+    matches = run.qm9(lookup)
     rows = []
     for i in range(len(run.molecules)) if indices is None else indices:
         g = run.molecules[i]
@@ -197,6 +244,8 @@ def generation_table(run: GenerationRun, indices: list[int] | None = None,
                "unstable atoms (valence)": " ".join(f"{p.label}({p.valence})" for p in run.problems[i])}
         if training_smiles is not None:
             row["novel"] = is_novel(g, training_smiles)
+        if matches is not None:
+            row["QM9"] = qm9_label(matches[i])
         row.update({p.column: (g.molecule.properties or {}).get(p.key) for p in PROPERTIES})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -35,3 +35,21 @@ def random_batch(n_atoms: list[int], n_max: int | None = None, seed: int = 0, dt
     mask = torch.arange(n_max).unsqueeze(0) < torch.tensor(n_atoms).unsqueeze(1)
     x = torch.randn(len(n_atoms), n_max, 3, generator=g, dtype=dtype) * 1.5
     return remove_mean(x, mask), mask
+
+
+@pytest.fixture(scope="session")
+def small_qm9():
+    """A QM9Lookup over the first 40 molecules of QM9's test split, with those molecules' arrays (seconds to build,
+    where the whole of QM9 takes minutes)."""
+    import numpy as np
+
+    from unigem_core.data.qm9 import load_split, symbols_of
+    from unigem_core.metrics.reference import QM9Lookup, strings_of
+
+    try:
+        data = load_split("test", progress=False).subset(np.arange(40))
+    except FileNotFoundError as error:  # the QM9 data package is not installed
+        pytest.skip(str(error))
+    strings = [strings_of(symbols_of(data.types[r]), data.positions[r, :data.n_atoms[r]], str(data.smiles[r]))
+               for r in range(len(data))]
+    return QM9Lookup(strings, data.index, data.smiles, data.targets, ["test"] * len(data)), data

@@ -137,22 +137,24 @@ def test_gallery_marks_novel_molecules_and_those_the_training_set_holds(monkeypa
     from app import resources
 
     at = start()
-    loading = SimpleNamespace(smiles=lambda: None, error=None)
-    monkeypatch.setattr(resources, "training_set", lambda: loading)
+    loading = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: loading)
     generate(at, n=4, steps=25)
     run = at.session_state["generation_run"]
     valid = [g for g in run.molecules if g.valid]
     assert valid and metric(at, "Novel") == "…"
     assert not any("novel]" in m.value or "training set]" in m.value for m in at.markdown)
 
-    unreadable = SimpleNamespace(smiles=lambda: None, error="FileNotFoundError: no QM9 data")  # not "…" forever
-    monkeypatch.setattr(resources, "training_set", lambda: unreadable)
+    unreadable = SimpleNamespace(lookup=lambda: None, smiles=lambda: None,
+                                 error="FileNotFoundError: no QM9 data")  # not "…" forever
+    monkeypatch.setattr(resources, "qm9_reference", lambda: unreadable)
     at.run()
     assert metric(at, "Novel") == "n/a"
     assert "no QM9 data" in next(m for m in at.metric if m.label == "Novel").help
 
     known = frozenset({valid[0].smiles, "[H]C([H])([H])[H]"})
-    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known, error=None))
+    holding = SimpleNamespace(lookup=lambda: None, smiles=lambda: known, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: holding)
     at.run()
     badges = " ".join(m.value for m in at.markdown)
     held = sum(g.smiles in known for g in valid)
@@ -163,29 +165,63 @@ def test_gallery_marks_novel_molecules_and_those_the_training_set_holds(monkeypa
     assert table["novel"].tolist() == [(g.smiles not in known) if g.valid else None for g in run.molecules]
 
 
-def test_training_set_loads_in_the_background():
-    """The training SMILES load in a thread: None until they are there; a failure leaves them None, with a reason."""
+def test_gallery_puts_qm9s_values_beside_a_molecule_qm9_holds(monkeypatch):
+    """A generated molecule whose bond graph QM9 holds shows QM9's number, split and DFT values."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from app import resources
+    from app.state import QM9_DFT
+    from unigem_core.metrics.reference import QM9Lookup, strings_of
+
+    at = start()
+    generate(at, n=4, steps=25)
+    run = at.session_state["generation_run"]
+    held = next(g for g in run.molecules if g.valid)
+    targets = np.arange(12.0)[None]  # "DFT values" in training units
+    lookup = QM9Lookup([strings_of(list(held.molecule.symbols), held.molecule.positions, "")], np.array([99999]),
+                       np.array(["C"]), targets, ["train"])
+    ready = SimpleNamespace(lookup=lambda: lookup, smiles=lambda: lookup.training_smiles, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: ready)
+    at.run()
+    assert not at.exception, at.exception
+    i = run.molecules.index(held)
+    table = next(d.value for d in at.dataframe if "QM9" in d.value.columns)  # the "All properties" table
+    assert table["QM9"].iloc[i] == "#99999 (train)"
+    assert sum(label == "" for label in table["QM9"]) == sum(m == () for m in run.qm9_matches)
+    assert any("QM9's DFT values" in e.label for e in at.expander)
+    assert any("QM9 #99999 (training split) has this bond graph" in c.value and "trained on its DFT values" in c.value
+               for c in at.caption)
+    card = next(d.value for d in at.dataframe if QM9_DFT in d.value.columns)
+    assert card[QM9_DFT].tolist() == pytest.approx([v * p.report_scale for v, p in zip(targets[0], PROPERTIES)])
+
+
+def test_qm9_reference_loads_in_the_background():
+    """QM9 loads in a thread: None until it is there; a failure leaves it None, with a reason."""
     import threading
     import time
+    from types import SimpleNamespace
 
-    from app.resources import TrainingSet
+    from app.resources import QM9Reference
 
     gate = threading.Event()
-    loading = TrainingSet(lambda: gate.wait(10) and {"C", "CO"})
-    assert loading.smiles() is None
+    lookup = SimpleNamespace(training_smiles=frozenset({"C", "CO"}))
+    loading = QM9Reference(lambda: gate.wait(10) and lookup)
+    assert loading.smiles() is None and loading.lookup() is None
     gate.set()
     deadline = time.monotonic() + 10
     while loading.smiles() is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert loading.smiles() == frozenset({"C", "CO"}) and loading.error is None
+    assert loading.smiles() == frozenset({"C", "CO"}) and loading.lookup() is lookup and loading.error is None
 
     def missing():
         raise FileNotFoundError("no QM9 data")
 
-    failed = TrainingSet(missing)
+    failed = QM9Reference(missing)
     while failed.error is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert failed.smiles() is None and "no QM9 data" in failed.error
+    assert failed.smiles() is None and failed.lookup() is None and "no QM9 data" in failed.error
 
 
 def test_generate_valid_molecules_only(monkeypatch):
@@ -219,7 +255,8 @@ def test_generate_novel_molecules_only(monkeypatch):
     plain = [g for g in api.generate(engine, 4, seed=0, steps=25, resample=1) if g.valid]
     assert plain
     known = frozenset({plain[0].smiles})  # "the training set holds the first valid molecule"
-    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: known, error=None))
+    holding = SimpleNamespace(lookup=lambda: None, smiles=lambda: known, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: holding)
     at = start()
     at.checkbox(key="gen_keep_novel").check()
     generate(at, n=2, steps=25)
@@ -229,12 +266,13 @@ def test_generate_novel_molecules_only(monkeypatch):
     assert plain[0].seed not in [g.seed for g in run.molecules]
     assert any("novel molecule" in c.value and "invalid or known" in c.value for c in at.caption)
 
-    monkeypatch.setattr(resources, "training_set", lambda: SimpleNamespace(smiles=lambda: None, error=None))  # loading
+    loading = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: loading)
     at.run()
     assert at.checkbox(key="gen_keep_novel").disabled
     assert "once QM9's training molecules are read" in at.checkbox(key="gen_keep_novel").help
-    failed = SimpleNamespace(smiles=lambda: None, error="FileNotFoundError: no QM9 data")
-    monkeypatch.setattr(resources, "training_set", lambda: failed)
+    failed = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error="FileNotFoundError: no QM9 data")
+    monkeypatch.setattr(resources, "qm9_reference", lambda: failed)
     at.run()
     assert at.checkbox(key="gen_keep_novel").disabled
     assert "could not be read here (FileNotFoundError: no QM9 data)" in at.checkbox(key="gen_keep_novel").help
@@ -411,6 +449,41 @@ def test_predict_answers_good_records_and_explains_refusals():
     assert detail[TYPICAL_ERROR].tolist() == [card_mae[p.key] for p in PROPERTIES]
 
 
+def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, small_qm9):
+    """With QM9 read, each record names the QM9 molecule with its bond graph, and the selected one shows its DFT
+    values and the prediction's difference from them; while QM9 loads, the page predicts without them."""
+    from types import SimpleNamespace
+
+    from app import resources
+    from app.state import QM9_DFT
+    from unigem_core.data.qm9 import symbols_of
+    from unigem_core.io import to_xyz
+    from unigem_core.molecule import Molecule
+
+    lookup, data = small_qm9
+    loading = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: loading)
+    at = start("views/predict.py")
+    first = Molecule(symbols_of(data.types[0]), data.positions[0, :data.n_atoms[0]], name="first")
+    at.text_area(key="pred_xyz").input(to_xyz([first]))
+    at.text_area(key="pred_smiles").input(f"{data.smiles[1]} second\nO=C1OC(=O)C=C1 anhydride")
+    at.button(key="pred_go").click().run()
+    assert not at.exception, at.exception
+    assert "QM9" not in at.dataframe[0].value.columns
+
+    ready = SimpleNamespace(lookup=lambda: lookup, smiles=lambda: lookup.training_smiles, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: ready)
+    at.button(key="pred_go").click().run()
+    assert not at.exception, at.exception
+    assert at.dataframe[0].value["QM9"].tolist() == [f"#{data.index[0]} (test)", f"#{data.index[1]} (test)", ""]
+    detail = at.dataframe[1].value  # the first record is selected
+    dft = [v * p.report_scale for v, p in zip(data.targets[0], PROPERTIES)]
+    assert detail[QM9_DFT].tolist() == pytest.approx(dft)
+    assert (detail["vs QM9"] - (detail["Predicted"] - detail[QM9_DFT])).abs().max() < 1e-9
+    assert any(f"QM9 #{data.index[0]} (test split) has this bond graph" in c.value and "never saw it" in c.value
+               for c in at.caption)
+
+
 def test_property_rows_show_typical_error_and_the_files_own_values():
     from app.state import TYPICAL_ERROR, property_rows
 
@@ -424,6 +497,9 @@ def test_property_rows_show_typical_error_and_the_files_own_values():
     assert table.loc["gap", "Difference"] == predicted["gap"] - 6800.0
     assert table.loc["mu", "Difference"] == predicted["mu"] - 1.5
     assert table["In file"].isna().sum() == 10  # only the tags the file has
+    with_qm9 = property_rows(predicted, qm9={"gap": 6900.0}).set_index("Symbol")
+    assert list(with_qm9.columns) == ["Property", "Predicted", "Unit", "QM9 (DFT)", "vs QM9"]
+    assert with_qm9.loc["gap", "vs QM9"] == predicted["gap"] - 6900.0 and with_qm9["vs QM9"].isna().sum() == 11
 
 
 def test_typical_errors_come_from_the_card(monkeypatch, tmp_path):
@@ -495,7 +571,10 @@ def test_model_page_with_card(monkeypatch, tmp_path):
                        "100+r1": {"atom_stability": 0.95, "molecule_stability": 0.8, "validity": 0.9, "steps": 100,
                                   "resample": 1, "resample_below": 100},
                        "25+r3": {"atom_stability": 0.96, "molecule_stability": 0.85, "validity": 0.9, "steps": 25,
-                                 "resample": 3, "novelty": 0.65}},
+                                 "resample": 3, "novelty": 0.65,
+                                 "qm9": {"n_valid": 900, "in_qm9": 0.4, "in_training_split": 0.3, "n_compared": 360,
+                                         "mae_vs_dft": {"mu": 0.6}, "n_unseen": 90, "mae_vs_dft_unseen": {"mu": 0.7}}},
+                       "10+r9": {"steps": 10, "resample": 9, "qm9": {"n_unseen": 5, "mae_vs_dft_unseen": {"mu": 9.0}}}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
         "properties_from_smiles": {"mae": {"mu": 0.9}, "geometry": "smiles", "n_property_molecules": 998,
                                    "n_refused": 2, "command": "unigem evaluate --properties --geometry smiles"},
@@ -524,7 +603,7 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     assert generation["model"].tolist()[:4] == ["this model · 1,000 steps, 1000 molecules", "this model · 100 steps",
                                                 "this model · 100 steps + 1 refinement round below t = 100",
                                                 "this model · 25 steps + 3 refinement rounds"]
-    assert len(generation) == 4 + len(PUBLISHED_GENERATION)
+    assert len(generation) == 5 + len(PUBLISHED_GENERATION)
     assert generation["Mol. stable"].iloc[0] == "70.0%"
     assert ("Where the molecules of 1,000 steps fail: 39 carbons with valence 3 (C takes 4), 1 nitrogen with valence 4 "
             "(N takes 3).") in [c.value for c in at.caption]
@@ -533,6 +612,9 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     assert mae["from SMILES (MAE)"].iloc[0] == 0.9 and "unigem evaluate --properties --geometry smiles" in \
         [c.value for c in at.code]
     assert any("998 molecules (2 that RDKit could not build left out)" in c.value for c in at.caption)
+    assert mae["generated, vs QM9 (MAE)"].iloc[0] == 0.7  # the evaluation that compared the most molecules
+    assert any("made with 25 steps + 3 refinement rounds, 40.0% have a bond graph that QM9 holds (30.0% in its "
+               "training split); for the 90 found" in c.value for c in at.caption)
     assert "unigem evaluate --steps 1000" in [c.value for c in at.code]
     assert [m.value for m in at.metric][-3:] == ["0.2215", "0.1970", "0.0489"]
     assert "unigem evaluate --n 0 --loss --precision fp32 --json" in [c.value for c in at.code]

@@ -12,6 +12,7 @@ import pytest
 from unigem_core.cli import main
 from unigem_core.constants import PROPERTIES
 from unigem_core.engine import MODEL_CARD
+from unigem_core.molecule import Molecule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "inputs"
 
@@ -191,6 +192,28 @@ def test_predict_keeps_one_row_per_record_in_order(tmp_path):
     assert float(rows[0]["gap [meV]"]) == float(rows[0]["gap [meV]"])  # a number, not NaN
 
 
+def test_predict_qm9_adds_the_qm9_molecule_and_its_dft_values(tmp_path, monkeypatch, capsys, small_qm9):
+    """--qm9: a QM9 molecule given as XYZ and another typed as SMILES get their QM9 number, split and DFT values."""
+    from unigem_core import api
+    from unigem_core.data.qm9 import symbols_of
+    from unigem_core.io import to_xyz
+
+    lookup, data = small_qm9
+    monkeypatch.setattr(api, "qm9_lookup", lambda: lookup)
+    xyz, smi, out = tmp_path / "first.xyz", tmp_path / "more.smi", tmp_path / "p.csv"
+    xyz.write_text(to_xyz([Molecule(symbols_of(data.types[0]), data.positions[0, :data.n_atoms[0]], name="first")]))
+    smi.write_text(f"{data.smiles[1]} second\nO=C1OC(=O)C=C1 anhydride\nC1CC1Cl chloride\n")
+    assert main(["predict", str(xyz), str(smi), "--qm9", "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out)))
+    assert [r["qm9_number"] for r in rows] == [str(data.index[0]), str(data.index[1]), "", ""]
+    assert [r["qm9_split"] for r in rows] == ["test", "test", "", ""]
+    for r, row in enumerate(rows[:2]):
+        for p, value in zip(PROPERTIES, data.targets[r]):
+            assert float(row[f"qm9 {p.column}"]) == pytest.approx(value * p.report_scale, rel=1e-5)
+    assert rows[2]["qm9 gap [meV]"] == "" and rows[3]["error"]  # not in QM9; refused (chlorine)
+    assert "2 found in QM9" in capsys.readouterr().err
+
+
 def test_evaluate_json_contract(capsys):
     assert main(["evaluate", "--n", "4", "--steps", "10", "--no-novelty", "--properties", "--limit", "50", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -202,6 +225,19 @@ def test_evaluate_json_contract(capsys):
     # the weights measured, by checksum: the model card refuses an evaluation of other weights
     assert result["checkpoint"] == "checkpoints/unigem.pt"
     assert result["checkpoint_sha256"] == json.loads(MODEL_CARD.read_text())["files"]["unigem.pt"]["sha256"]
+
+
+def test_evaluate_compares_the_molecules_qm9_holds_with_its_dft_values(capsys, monkeypatch, small_qm9):
+    from unigem_core import api
+
+    lookup, _ = small_qm9
+    monkeypatch.setattr(api, "qm9_lookup", lambda: lookup)
+    assert main(["evaluate", "--n", "3", "--steps", "10", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["novelty"] is not None or result["validity"] == 0
+    assert set(result["qm9"]) == {"n_valid", "in_qm9", "in_training_split", "n_compared", "mae_vs_dft", "n_unseen",
+                                  "mae_vs_dft_unseen"}
+    assert result["qm9"]["n_valid"] == round(3 * result["validity"])
 
 
 @pytest.mark.parametrize("below", [None, 300])  # every step (the default), or the steps that end below t = 300

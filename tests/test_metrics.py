@@ -18,7 +18,6 @@ from unigem_core.metrics import (
     to_smiles,
     valence_problems,
 )
-from unigem_core.metrics import reference
 from unigem_core.molecule import Molecule
 
 # ---------------------------------------------------------------------------------------------
@@ -213,21 +212,6 @@ def test_generation_metrics_without_training_set_has_no_novelty():
 
 # ---------------------------------------------------------------------------------------------
 # Reference sets
-
-def test_training_smiles_cache_is_written_once_and_read_back(tmp_path, monkeypatch):
-    calls = []
-    expected = {explicit_h_smiles("C"), explicit_h_smiles("C#N"), "[H]OC([H])([H])C#N"}
-
-    def fake_build(data_dir, progress):
-        calls.append(data_dir)
-        return set(expected)
-
-    monkeypatch.setattr(reference, "build_training_smiles", fake_build)
-    assert reference.training_smiles(tmp_path, progress=False) == expected
-    assert reference.smiles_cache_path(tmp_path).exists()
-    assert reference.training_smiles(tmp_path, progress=False) == expected
-    assert len(calls) == 1
-
 
 @pytest.fixture(scope="module")
 def qm9_test_molecules() -> list[Molecule]:

@@ -18,6 +18,7 @@ from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
                                 model_card, predict_properties, refine_geometries, to_report_units)
 from unigem_core.generation import generate, generate_valid
+from unigem_core.metrics.reference import QM9Entry, QM9Lookup, qm9_lookup
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
 from unigem_core.targets import PropertyRange, parse_range
@@ -29,7 +30,8 @@ GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or confor
 __all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
            "evaluate_loss", "evaluate_properties", "evaluate_reference", "generate", "generate_valid", "load_model",
            "model_card", "parse_range", "predict_properties", "predict_records", "predictions_table",
-           "PropertyRange", "refine_geometries", "resolve_device", "set_cpu_threads", "to_report_units"]
+           "PropertyRange", "QM9Entry", "QM9Lookup", "qm9_lookup", "refine_geometries", "resolve_device",
+           "set_cpu_threads", "to_report_units"]
 
 
 @dataclass
@@ -45,14 +47,18 @@ class Prediction:
     warnings: tuple[str, ...] = ()
     source: str = ""
     geometry: str = ""  # "given", or how it was built: GEOMETRY_BUILT (refined) or GEOMETRY_BUILT_RAW
+    qm9: tuple[QM9Entry, ...] = ()  # QM9's molecules with this bond graph (with a lookup), by QM9 number
 
 
-def predict_records(engine: Engine, records: list[Record], refine_built: bool = True) -> list[Prediction]:
+def predict_records(engine: Engine, records: list[Record], refine_built: bool = True,
+                    lookup: QM9Lookup | None = None) -> list[Prediction]:
     """One Prediction per record, in input order; refused records keep their message, the rest are predicted
     (with the reader's warnings, and one where the molecule is larger than any in QM9).
 
     A geometry RDKit built from bonds (a SMILES, a 2D drawing; Molecule.built_3d) is first refined by the
     model's denoiser (engine.refine_geometries) unless refine_built is False; given geometries are read as they are.
+    With a lookup (qm9_lookup()), each predicted record also gets the QM9 molecules with its bond graph, whose
+    DFT values are the answer the model was trained to give.
     """
     preds, good = [], []
     for rec in records:
@@ -65,6 +71,7 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
                 check_model_domain(rec.molecule)
                 good.append((p, rec.molecule))
                 p.warnings += tuple(domain_warnings(rec.molecule.symbols))
+                p.qm9 = tuple(lookup.find(rec.molecule)) if lookup is not None else ()
             except MoleculeInputError as exc:
                 p.error = str(exc)
         preds.append(p)
@@ -86,14 +93,25 @@ def as_predicted(molecules: list[Molecule], engine: Engine, refine_built: bool =
     return out
 
 
-def predictions_table(predictions: list[Prediction]) -> list[dict]:
+def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[dict]:
     """Rows for CSV and the app's table: name, formula, n_atoms, geometry, one column per property (with unit),
-    error, warnings."""
+    error, warnings.
+
+    qm9 (predictions made with a lookup) adds the first QM9 molecule with the record's bond graph: its number,
+    split and DFT values ("qm9 gap [meV]"), and the numbers of any others ("qm9_others": stereoisomers, or
+    QM9's duplicates); empty where QM9 has none.
+    """
     rows = []
     for p in predictions:
         row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms, "geometry": p.geometry}
         for spec in PROPERTIES:
             row[spec.column] = None if p.properties is None else p.properties[spec.key]
+        if qm9:
+            first = p.qm9[0] if p.qm9 else None
+            row.update({"qm9_number": first and first.number, "qm9_split": first.split if first else "",
+                        "qm9_others": " ".join(str(e.number) for e in p.qm9[1:])})
+            for spec in PROPERTIES:
+                row[f"qm9 {spec.column}"] = first and first.properties[spec.key]
         row["error"] = p.error or ""
         row["warnings"] = "; ".join(p.warnings)
         rows.append(row)
@@ -102,17 +120,22 @@ def predictions_table(predictions: list[Prediction]) -> list[dict]:
 
 def evaluate_generation(engine: Engine, n: int = 1000, seed: int = 0, batch_size: int = 100, novelty: bool = True,
                         on_progress: Callable[[int, int], None] | None = None, processes: int = 1, **sampling) -> dict:
-    """Stability, validity, uniqueness and novelty of n generated molecules (spec 8).
+    """Stability, validity, uniqueness and novelty of n generated molecules (spec 8), and with novelty, the
+    share QM9 holds and how far their predicted properties lie from its DFT values ("qm9": qm9_comparison).
 
     `sampling` are `SamplerOptions` fields, as for `generate`; the result says which were used.
     """
-    from unigem_core.metrics import generation_metrics, training_smiles
+    from unigem_core.metrics import generation_metrics
+    from unigem_core.metrics.reference import qm9_comparison
 
     options = SamplerOptions(**sampling)
     start = time.perf_counter()
     mols = generate(engine, n, seed=seed, batch_size=batch_size, on_progress=on_progress, processes=processes, **sampling)
     elapsed = time.perf_counter() - start
-    metrics = generation_metrics([g.molecule for g in mols], training_smiles() if novelty else None)
+    lookup = qm9_lookup() if novelty else None
+    metrics = generation_metrics([g.molecule for g in mols], lookup.training_smiles if lookup else None)
+    if lookup is not None:  # the molecules QM9 holds, and their predictions against its DFT values
+        metrics["qm9"] = qm9_comparison([g.molecule for g in mols], lookup)
     metrics.update(steps=options.steps or engine.num_steps, seconds=round(elapsed, 1), device=str(engine.device),
                    precision=resolve_precision(options.precision, engine.device))
     if options.steps is not None and options.steps < engine.num_steps:

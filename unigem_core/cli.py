@@ -191,7 +191,9 @@ def cmd_predict(args) -> int:
             raise CLIError(f"{path}: no such file")
         records += read_molecules(path.read_bytes(), filename=path.name)
     engine = api.load_model(args.checkpoint, args.device)
-    rows = api.predictions_table(api.predict_records(engine, records, refine_built=not args.no_refine))
+    lookup = api.qm9_lookup() if args.qm9 else None
+    predictions = api.predict_records(engine, records, refine_built=not args.no_refine, lookup=lookup)
+    rows = api.predictions_table(predictions, qm9=args.qm9)
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]) if rows else ["name", "error"])
         writer.writeheader()
@@ -202,7 +204,8 @@ def cmd_predict(args) -> int:
             print(f"refused: {r['name']}: {r['error']}", file=sys.stderr)
         elif r["warnings"]:
             print(f"warning: {r['name']}: {r['warnings']}", file=sys.stderr)
-    print(f"wrote {len(rows)} rows to {args.out} ({len(rows) - len(refused)} predicted, {len(refused)} refused)",
+    found = f", {sum(bool(p.qm9) for p in predictions)} found in QM9" if args.qm9 else ""
+    print(f"wrote {len(rows)} rows to {args.out} ({len(rows) - len(refused)} predicted, {len(refused)} refused{found})",
           file=sys.stderr)
     return 0
 

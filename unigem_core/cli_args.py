@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output CSV, one row per input record")
     p.add_argument("--no-refine", action="store_true", help="read the geometries RDKit builds (from a SMILES or a "
                    "2D drawing) as they are, without the model's refinement (three denoising steps from t = 30)")
+    p.add_argument("--qm9", action="store_true", help="add the QM9 molecule with each record's bond graph: its number, "
+                   "split and DFT values (the index of QM9 is built on first use: minutes, once per machine)")
     _add_model_args(p)
 
     p = sub.add_parser("app", help="start the Streamlit app")

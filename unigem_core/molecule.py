@@ -47,6 +47,7 @@ class Molecule:
     name: str = ""
     properties: dict[str, float] | None = None  # property key -> value in reporting units (constants.PROPERTIES)
     built_3d: bool = False  # coordinates built by RDKit from bonds (ETKDG + MMFF: a SMILES, a 2D drawing), not given
+    bond_graph: str | None = None  # the bonds the input declared or RDKit read (metrics.graph_key); None if none
 
     def __post_init__(self) -> None:
         self.symbols = tuple(self.symbols)

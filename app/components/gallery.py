@@ -2,20 +2,26 @@
 
 Each card holds a 3D view, formula, SMILES (heavy-atom form), stability/validity badges (an unstable
 molecule's offending atoms are named and wear a halo in the view), whether QM9's training set already
-holds the molecule, and the twelve predicted
-properties. Cards are paged (GALLERY_PAGE molecules at a time) because every 3D view is a WebGL
-context and browsers allow only about sixteen per page.
+holds the molecule, and the twelve predicted properties, beside QM9's DFT values where QM9 holds a
+molecule with the same bond graph. Cards are paged (GALLERY_PAGE molecules at a time) because every 3D
+view is a WebGL context and browsers allow only about sixteen per page.
 """
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
-from app.state import (PROPERTY_FORMATS, TYPICAL_ERROR, TYPICAL_ERROR_HELP, GenerationRun, describe_problems,
-                       generation_table, is_novel, kept_kind, named_molecules, property_columns, property_rows, to_csv)
+from app.state import (PROPERTY_FORMATS, QM9_DFT, QM9_DFT_HELP, TYPICAL_ERROR, TYPICAL_ERROR_HELP, GenerationRun,
+                       describe_problems, generation_table, is_novel, kept_kind, named_molecules, property_columns,
+                       property_rows, qm9_note, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
-from unigem_core.metrics import ValenceProblem
+from unigem_core.metrics import QM9Entry, QM9Lookup, ValenceProblem
+
+if TYPE_CHECKING:
+    from app.resources import QM9Reference
 
 GALLERY_PAGE = 9  # cards per gallery page (3 rows of 3)
 COLUMNS = 3
@@ -57,7 +63,7 @@ def _summary(run: GenerationRun, known: frozenset[str] | None, unavailable: str 
             st.caption(f"{found} from {seeds}; {skipped} {other} one{'s' if skipped != 1 else ''} skipped.")
 
 
-def _downloads(run: GenerationRun, indices: list[int], known: frozenset[str] | None) -> None:
+def _downloads(run: GenerationRun, indices: list[int], known: frozenset[str] | None, lookup: QM9Lookup | None) -> None:
     """SDF (properties as SD tags), XYZ and CSV of the molecules shown; built only when clicked."""
     stem = f"unigem_seed{run.settings.get('seed', 0)}"
     count = f"{len(indices)} molecule" + ("s" if len(indices) != 1 else "")
@@ -68,7 +74,7 @@ def _downloads(run: GenerationRun, indices: list[int], known: frozenset[str] | N
     cols[1].download_button(f"XYZ ({count})", lambda: to_xyz(named_molecules(run, indices)), f"{stem}.xyz",
                             "chemical/x-xyz", on_click="ignore", icon=":material/download:", key="dl_gen_xyz",
                             width="stretch")
-    cols[2].download_button(f"Table as CSV ({count})", lambda: to_csv(generation_table(run, indices, known)),
+    cols[2].download_button(f"Table as CSV ({count})", lambda: to_csv(generation_table(run, indices, known, lookup)),
                             f"{stem}.csv", "text/csv", on_click="ignore", icon=":material/download:",
                             key="dl_gen_csv", width="stretch")
 
@@ -94,7 +100,23 @@ def _valence_caption(problems: list[ValenceProblem]) -> None:
                     "Hover over an atom in the view to see its label.")
 
 
-def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: frozenset[str] | None) -> None:
+def _properties(properties: dict[str, float] | None, typical_error: dict[str, float],
+                qm9: tuple[QM9Entry, ...]) -> None:
+    """The twelve predictions, with the typical errors and, where QM9 holds the molecule, its DFT values."""
+    with st.expander("12 predicted properties" + (" · QM9's DFT values" if qm9 else "")):
+        if qm9:
+            st.caption(qm9_note(qm9))
+        # a card is narrow: the symbols stand for the names (listed under "All properties")
+        columns = {**property_columns(), "Symbol": st.column_config.TextColumn("Property"),
+                   TYPICAL_ERROR: st.column_config.NumberColumn("±", format="%.2g", help=TYPICAL_ERROR_HELP),
+                   QM9_DFT: st.column_config.NumberColumn("QM9", format="%.4g", help=QM9_DFT_HELP)}
+        st.dataframe(property_rows(properties, typical_error, qm9=qm9[0].properties if qm9 else None),
+                     hide_index=True, width="stretch", column_config=columns,
+                     column_order=["Symbol", "Predicted", TYPICAL_ERROR, QM9_DFT, "Unit"])
+
+
+def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: frozenset[str] | None,
+          qm9: tuple[QM9Entry, ...]) -> None:
     g = run.molecules[i]
     with st.container(border=True):
         st.markdown(f"**#{i + 1} · {g.molecule.formula}** · {g.molecule.n_atoms} atoms · seed {g.seed}")
@@ -113,12 +135,7 @@ def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: fr
             st.code(smiles, language=None, wrap_lines=True)
         else:
             st.caption("No SMILES: RDKit cannot sanitise this molecule.")
-        with st.expander("12 predicted properties"):
-            # a card is narrow: the symbols stand for the names (listed under "All properties")
-            columns = {**property_columns(), "Symbol": st.column_config.TextColumn("Property"),
-                       TYPICAL_ERROR: st.column_config.NumberColumn("±", format="%.2g", help=TYPICAL_ERROR_HELP)}
-            st.dataframe(property_rows(g.molecule.properties, typical_error), hide_index=True, width="stretch",
-                         column_order=["Symbol", "Predicted", TYPICAL_ERROR, "Unit"], column_config=columns)
+        _properties(g.molecule.properties, typical_error, qm9)
         if g.trajectory is not None and st.button("Watch it form", icon=":material/play_circle:",
                                                   key=f"traj_{i}", width="stretch"):
             st.session_state[SELECTED] = i
@@ -126,17 +143,20 @@ def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: fr
 
 
 def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = None,
-                 training_smiles: frozenset[str] | None = None, novelty_unavailable: str | None = None) -> None:
+                 reference: QM9Reference | None = None) -> None:
     """Everything below the Generate button once molecules exist.
 
     `typical_error` (the model card's test MAE per property) goes beside each molecule's predictions;
-    `training_smiles` (app.resources.TrainingSet) marks each valid molecule novel or in QM9's training
-    set; None leaves the mark out: still loading, or unreadable with the reason in `novelty_unavailable`.
+    `reference` (app.resources.QM9Reference) marks each valid molecule novel or in QM9's training set and
+    puts QM9's DFT values beside the predictions of a molecule QM9 holds. While it loads, or when QM9 could
+    not be read (its `error` says why), the marks and values are left out.
     """
-    _summary(run, training_smiles, novelty_unavailable)
+    training_smiles = None if reference is None else reference.smiles()
+    lookup = None if reference is None else reference.lookup()
+    _summary(run, training_smiles, None if reference is None else reference.error)
     only_valid = run.seeds_tried is None and st.toggle("Show only valid molecules", key="gen_only_valid")
     indices = [i for i, g in enumerate(run.molecules) if g.valid or not only_valid]
-    _downloads(run, indices, training_smiles)
+    _downloads(run, indices, training_smiles, lookup)
     if not indices:
         st.warning("None of these molecules is valid. Turn off the filter, or sample with more steps.")
         return
@@ -145,11 +165,12 @@ def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = No
     if pages > 1:
         page = st.segmented_control("Gallery page", list(range(1, pages + 1)), default=1, key="gen_page") or 1
     shown = indices[(page - 1) * GALLERY_PAGE: page * GALLERY_PAGE]
+    matches = run.qm9(lookup) or [()] * len(run.molecules)
     for row in range(0, len(shown), COLUMNS):
         for col, i in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
             with col:
-                _card(run, i, typical_error or {}, training_smiles)
+                _card(run, i, typical_error or {}, training_smiles, matches[i])
     st.subheader("All properties")
     st.caption(", ".join(f"{p.key}: {p.label}" for p in PROPERTIES))
-    st.dataframe(generation_table(run, indices, training_smiles), hide_index=True, width="stretch",
+    st.dataframe(generation_table(run, indices, training_smiles, lookup), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format=f) for c, f in PROPERTY_FORMATS.items()})

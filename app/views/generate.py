@@ -43,7 +43,7 @@ def _settings_form(engine_steps: int, scales: dict[str, TargetScale]) -> dict:
             keep_valid = st.checkbox("Valid molecules only", key="gen_keep_valid",
                                      help="Skip the seeds whose molecule RDKit cannot sanitise and sample further "
                                           "seeds until there are enough (at most four times as many).")
-            training = resources.training_set()
+            training = resources.qm9_reference()
             if training.smiles() is not None:
                 why = ""
             elif training.error:
@@ -164,7 +164,7 @@ def run_generation(settings: dict) -> GenerationRun | None:
                        resample=settings.get("resample", 0))
         tried = None
         if settings.get("keep_valid"):
-            exclude = resources.training_set().smiles() if settings.get("keep_novel") else None
+            exclude = resources.qm9_reference().smiles() if settings.get("keep_novel") else None
             if settings.get("keep_novel") and exclude is None:
                 bar.empty()
                 st.error("QM9's training molecules are still being read: try again in a moment.")
@@ -219,8 +219,7 @@ def render() -> None:
     if run is None:
         st.info("Choose the settings above and press **Generate**. A preview with 50 steps takes seconds on a CPU.")
         return
-    training = resources.training_set()
-    show_gallery(run, resources.typical_errors(), training.smiles(), training.error)
+    show_gallery(run, resources.typical_errors(), resources.qm9_reference())
 
 
 render()

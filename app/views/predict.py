@@ -13,7 +13,8 @@ import streamlit as st
 
 from app import resources
 from app.components.viewer import show_molecule
-from app.state import PREDICTION, PROPERTY_FORMATS, PredictionRun, property_columns, property_rows, to_csv
+from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, property_columns, property_rows, qm9_label,
+                       qm9_note, to_csv)
 from unigem_core import api
 from unigem_core.constants import MAX_ATOMS
 from unigem_core.io import parse_text, read_molecules
@@ -50,14 +51,16 @@ def reason(error: str) -> str:
 
 
 def results_table(run: PredictionRun) -> pd.DataFrame:
-    """One row per record: where it came from, its status, identity, then the twelve properties."""
+    """One row per record: where it came from, its status, identity, the QM9 molecule with its bond graph (when
+    the prediction was made with QM9's lookup), then the twelve properties."""
     rows = []
-    for rec, row in zip(run.records, api.predictions_table(run.predictions)):
+    for rec, pred, row in zip(run.records, run.predictions, api.predictions_table(run.predictions)):
         error, warnings = row.pop("error"), row.pop("warnings")
         status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
         atoms = row.pop("n_atoms") or None  # 0 means the record was never read
+        qm9 = {"QM9": qm9_label(pred.qm9)} if run.with_qm9 else {}
         rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
-                     "formula": row.pop("formula"), "atoms": atoms, "geometry": row.pop("geometry"), **row})
+                     "formula": row.pop("formula"), "atoms": atoms, "geometry": row.pop("geometry"), **qm9, **row})
     return pd.DataFrame(rows)
 
 
@@ -118,11 +121,14 @@ def _detail(run: PredictionRun) -> None:
     k = st.selectbox("Record", good, format_func=label, key="pred_pick")
     rec, pred = run.records[k], run.predictions[k]
     from_smiles = resources.typical_errors(built_3d=True) if rec.molecule.built_3d else {}
-    table = property_rows(pred.properties, from_smiles or resources.typical_errors(), rec.molecule.properties)
+    table = property_rows(pred.properties, from_smiles or resources.typical_errors(), rec.molecule.properties,
+                          pred.qm9[0].properties if pred.qm9 else None)
     if rec.molecule.built_3d:
         _built_geometry_note(from_smiles)
+    if pred.qm9:
+        st.caption(f":material/menu_book: {qm9_note(pred.qm9)} QM9's SMILES: `{pred.qm9[0].smiles}`.")
     columns = property_columns(built_3d=bool(from_smiles))
-    if rec.molecule.properties:  # the file's own values and the differences need the page's width
+    if rec.molecule.properties or pred.qm9:  # reference values and the differences need the page's width
         show_molecule(rec.molecule.symbols, rec.molecule.positions, height=320, title=label(k))
         st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=columns)
         return
@@ -166,8 +172,10 @@ def render() -> None:
             except (RuntimeError, FileNotFoundError) as exc:
                 st.error(f"Cannot load the model: {exc}")
                 return
+            lookup = resources.qm9_reference().lookup()  # None while QM9 loads: no DFT values this time
             with st.spinner(f"Predicting {len(records)} record(s)…"):
-                st.session_state[PREDICTION] = PredictionRun(records, api.predict_records(engine, records))
+                predictions = api.predict_records(engine, records, lookup=lookup)
+                st.session_state[PREDICTION] = PredictionRun(records, predictions, with_qm9=lookup is not None)
     run: PredictionRun | None = st.session_state.get(PREDICTION)
     if run is None:
         return

@@ -11,6 +11,7 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 
 from unigem_core.constants import ELEMENTS
+from unigem_core.metrics.rdkit_metrics import graph_key
 from unigem_core.molecule import Molecule, MoleculeInputError, check_domain
 
 MIN_SEPARATION = 0.1  # Angstrom; closer atoms are one atom written twice (the shortest bond, H2, is 0.74)
@@ -51,7 +52,8 @@ def checked_molecule(mol: Chem.Mol) -> Molecule:
         i, j = close[0]
         raise MoleculeInputError(f"atoms {i + 1} and {j + 1} overlap ({distances[i, j]:.3f} A apart)")
     return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), positions,
-                    built_3d=mol.HasProp(BUILT_3D) and mol.GetBoolProp(BUILT_3D))
+                    built_3d=mol.HasProp(BUILT_3D) and mol.GetBoolProp(BUILT_3D),
+                    bond_graph=graph_key(mol) if mol.GetNumBonds() else None)
 
 
 def embed_3d(mol: Chem.Mol, seed: int) -> Chem.Mol:

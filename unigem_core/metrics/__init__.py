@@ -5,14 +5,17 @@ from unigem_core.metrics.rdkit_metrics import (
     build_rdkit_mol,
     check_molecule,
     generation_metrics,
+    graph_key,
     to_smiles,
 )
-from unigem_core.metrics.reference import reference_molecules, training_smiles
+from unigem_core.metrics.reference import QM9Entry, QM9Lookup, qm9_lookup, reference_molecules, training_smiles
 from unigem_core.metrics.stability import ALLOWED_VALENCES, ValenceProblem, atom_stability, is_stable, valence_problems
 
 __all__ = [
     "ALLOWED_VALENCES",
     "MoleculeCheck",
+    "QM9Entry",
+    "QM9Lookup",
     "ValenceProblem",
     "atom_stability",
     "bond_order",
@@ -20,7 +23,9 @@ __all__ = [
     "build_rdkit_mol",
     "check_molecule",
     "generation_metrics",
+    "graph_key",
     "is_stable",
+    "qm9_lookup",
     "reference_molecules",
     "to_smiles",
     "training_smiles",

@@ -73,6 +73,19 @@ def smiles_of_mol(mol: Chem.Mol, keep_hydrogens: bool = True) -> str | None:
         return Chem.MolToSmiles(largest)
 
 
+def graph_key(mol: Chem.Mol) -> str | None:
+    """A molecule's bond graph as one string: canonical SMILES of its largest fragment, heavy atoms only, without
+    stereochemistry (two conformers or stereoisomers share it); None when RDKit cannot sanitise the molecule."""
+    mol = Chem.Mol(mol)
+    with rdBase.BlockLogs():
+        try:
+            Chem.SanitizeMol(mol)
+        except Chem.rdchem.MolSanitizeException:
+            return None
+        largest = max(Chem.GetMolFrags(mol, asMols=True), key=lambda fragment: fragment.GetNumAtoms(), default=mol)
+        return Chem.MolToSmiles(Chem.RemoveHs(largest, sanitize=False), isomericSmiles=False)
+
+
 def to_smiles(symbols: Sequence[str], positions: np.ndarray, keep_hydrogens: bool = True) -> str | None:
     """SMILES of the largest fragment, or None when the molecule is invalid (spec 8.3)."""
     return smiles_of_mol(build_rdkit_mol(symbols, positions), keep_hydrogens)

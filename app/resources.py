@@ -20,6 +20,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from app.state import best_qm9_comparison
 from unigem_core import api
 from unigem_core.api import QM9Lookup
 
@@ -106,13 +107,20 @@ def model_card() -> dict | None:
     return card if isinstance(card, dict) else None
 
 
-def typical_errors(built_3d: bool = False) -> dict[str, float]:
+def typical_errors(built_3d: bool = False, generated: bool = False) -> dict[str, float]:
     """The shipped model's test-split MAE per property ({key: value in reporting units}); {} without a card.
 
     built_3d: of molecules whose geometry RDKit built from bonds (a SMILES, a 2D drawing) rather than the DFT
     geometry: the card's errors on conformers built from QM9's SMILES, {} when the card has none.
+    generated: of generated molecules: the card's errors of those QM9 holds outside its training split against
+    its DFT values (state.best_qm9_comparison), {} when the card has none.
     """
-    mae = ((model_card() or {}).get("properties_from_smiles" if built_3d else "properties") or {}).get("mae")
+    card = model_card() or {}
+    if generated:
+        best = best_qm9_comparison(card.get("generation") or {})
+        mae = best[1]["mae_vs_dft_unseen"] if best else None
+    else:
+        mae = (card.get("properties_from_smiles" if built_3d else "properties") or {}).get("mae")
     if not isinstance(mae, dict):
         return {}
     return {k: float(v) for k, v in mae.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -148,6 +148,10 @@ PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p
 TYPICAL_ERROR = "Typical error"  # the column of property_rows that holds the model's test MAE
 TYPICAL_ERROR_HELP = ("The model's mean absolute error for this property on the 13,083 molecules of the QM9 test "
                       "split (Model page): how far off a prediction typically is")
+TYPICAL_ERROR_GENERATED_HELP = ("The model's mean absolute error for this property on generated molecules whose bond "
+                                 "graph QM9 holds outside its training split: the prediction from the generated "
+                                 "geometry against QM9's DFT value (Model page). Larger than at DFT geometries: a "
+                                 "generated geometry is not a DFT optimum")
 TYPICAL_ERROR_BUILT_HELP = ("The model's mean absolute error for this property on the QM9 test split's molecules "
                             "rebuilt from their SMILES as this one was (RDKit ETKDG + MMFF, refined by the model; Model "
                             "page): larger than at the DFT geometries the model learnt from")
@@ -218,6 +222,14 @@ def property_columns(built_3d: bool = False) -> dict:
             "Difference": number(format="%.3g", help="Predicted minus the value in the file"),
             QM9_DFT: number(format="%.6g", help=QM9_DFT_HELP),
             "vs QM9": number(format="%.3g", help="Predicted minus QM9's DFT value")}
+
+
+def best_qm9_comparison(generation: dict) -> tuple[str, dict] | None:
+    """Of a model card's generation evaluations, the one that compared the most generated molecules with QM9's DFT
+    values outside its training split: (its key, its "qm9" result); None when none did."""
+    measured = [(key, m["qm9"]) for key, m in generation.items()
+                if isinstance(m, dict) and isinstance(m.get("qm9"), dict) and m["qm9"].get("mae_vs_dft_unseen")]
+    return max(measured, key=lambda item: item[1].get("n_unseen") or 0, default=None)
 
 
 def is_novel(g: GeneratedMolecule, training_smiles: frozenset[str]) -> bool | None:

@@ -178,10 +178,11 @@ def test_gallery_puts_qm9s_values_beside_a_molecule_qm9_holds(monkeypatch):
     at = start()
     generate(at, n=4, steps=25)
     run = at.session_state["generation_run"]
-    held = next(g for g in run.molecules if g.valid)
+    strings = [strings_of(list(g.molecule.symbols), g.molecule.positions, "") for g in run.molecules]
+    k = next(k for k, s in enumerate(strings) if s.geometry_key)  # a molecule that reads as exactly its atoms
+    held = run.molecules[k]
     targets = np.arange(12.0)[None]  # "DFT values" in training units
-    lookup = QM9Lookup([strings_of(list(held.molecule.symbols), held.molecule.positions, "")], np.array([99999]),
-                       np.array(["C"]), targets, ["train"])
+    lookup = QM9Lookup([strings[k]], np.array([99999]), np.array(["C"]), targets, ["train"])
     ready = SimpleNamespace(lookup=lambda: lookup, smiles=lambda: lookup.training_smiles, error=None)
     monkeypatch.setattr(resources, "qm9_reference", lambda: ready)
     at.run()
@@ -512,6 +513,28 @@ def test_typical_errors_come_from_the_card(monkeypatch, tmp_path):
     assert resources.typical_errors() == {"gap": 79.5}  # numbers only
     card.write_text(json.dumps({"properties": {"mae": [1, 2]}}))
     assert resources.typical_errors() == {}
+    assert resources.typical_errors(generated=True) == {}  # no generated molecules measured against QM9
+
+
+def test_generated_molecules_get_the_errors_measured_on_generated_molecules(monkeypatch, tmp_path):
+    """Where the card compared generated molecules with QM9's DFT values, the gallery shows those errors (from the
+    evaluation that compared the most), not the test split's at DFT geometries."""
+    from app import resources
+    from app.state import TYPICAL_ERROR
+
+    shipped = json.loads((REPO / "checkpoints" / "model_card.json").read_text())
+    generated = {p.key: 2.0 + k for k, p in enumerate(PROPERTIES)}
+    shipped["generation"] = {"50+r1": {**shipped["generation"].get("50+r1", {}), "qm9": {
+                                 "n_unseen": 50, "mae_vs_dft_unseen": generated, "mae_vs_dft": {"mu": 1.0}}},
+                             "100": {**shipped["generation"].get("100", {}), "qm9": {
+                                 "n_unseen": 10, "mae_vs_dft_unseen": {"mu": 9.0}}}}
+    card = tmp_path / "card.json"
+    card.write_text(json.dumps(shipped))
+    monkeypatch.setenv("UNIGEM_MODEL_CARD", str(card))
+    assert resources.typical_errors(generated=True) == generated
+    at = generate(start(), n=1, steps=25)
+    errors = next(d.value for d in at.dataframe if TYPICAL_ERROR in d.value.columns)[TYPICAL_ERROR]
+    assert errors.tolist() == [generated[p.key] for p in PROPERTIES]
 
 
 def test_a_typed_smiles_gets_the_typical_errors_of_built_geometries(monkeypatch, tmp_path):

@@ -40,6 +40,10 @@ def test_graph_key_ignores_hydrogens_stereochemistry_and_geometry():
     assert graph_key(with_stereo) == graph_key(Chem.MolFromSmiles("CC(O)C=C")) == graph_key(Chem.AddHs(with_stereo))
     assert graph_key(Chem.MolFromSmiles("c1ccccc1")) == graph_key(Chem.MolFromSmiles("C1=CC=CC=C1"))
     assert graph_key(Chem.MolFromSmiles("CCO.O")) == "CCO"  # the largest fragment, as for novelty
+    assert graph_key(Chem.AddHs(Chem.MolFromSmiles("CCO.O")), exact=True) is None  # exactly these atoms: one fragment
+    methyl = Chem.RWMol(Chem.AddHs(Chem.MolFromSmiles("C")))
+    methyl.RemoveAtom(4)  # a carbon one hydrogen short, which sanitising would complete
+    assert graph_key(methyl) == "C" and graph_key(methyl, exact=True) is None
     assert read_smiles("CC(O)C=C").bond_graph == graph_key(with_stereo)
     assert graph_key(Chem.MolFromSmiles("C(C)(C)(C)(C)C", sanitize=False)) is None  # a five-valent carbon
 
@@ -60,7 +64,7 @@ def test_lookup_finds_qm9_molecules_from_their_geometry_in_any_frame(small_qm9):
         molecule = Molecule(symbols_of(data.types[r]), data.positions[r, :data.n_atoms[r]])
         entries = lookup.find(_moved(molecule, seed=r))
         numbers = [e.number for e in entries]
-        if graph_key(reference.build_rdkit_mol(molecule.symbols, molecule.positions)) is None:
+        if graph_key(reference.build_rdkit_mol(molecule.symbols, molecule.positions), exact=True) is None:
             continue  # QM9's few molecules that the bond rule cannot read are found only by their SMILES
         found += 1
         assert int(data.index[r]) in numbers
@@ -77,6 +81,18 @@ def test_lookup_finds_a_typed_smiles_by_its_bonds_where_the_built_geometry_misle
         built = read_smiles(str(data.smiles[r]))
         assert int(data.index[r]) in [e.number for e in lookup.find(built)], data.smiles[r]
     assert lookup.find(read_smiles("O=C1OC(=O)C=C1")) == []  # maleic anhydride: not among these 40
+
+
+def test_lookup_wants_exactly_the_molecules_atoms(small_qm9):
+    """A geometry one hydrogen short is valid (sanitising completes it) but is not QM9's molecule: no DFT answer."""
+    lookup, data = small_qm9
+    r = next(r for r in range(len(data)) if lookup.find(Molecule(symbols_of(data.types[r]),
+                                                                  data.positions[r, :data.n_atoms[r]])))
+    symbols, positions = symbols_of(data.types[r]), data.positions[r, :data.n_atoms[r]]
+    h = symbols.index("H")
+    short = Molecule(symbols[:h] + symbols[h + 1:], np.delete(positions, h, axis=0))
+    assert reference.smiles_of_mol(reference.build_rdkit_mol(short.symbols, short.positions)) is not None  # valid
+    assert lookup.find(short) == []
     assert lookup.find_keys([None, ""]) == []
 
 

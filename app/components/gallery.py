@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
-from app.state import (PROPERTY_FORMATS, QM9_DFT, QM9_DFT_HELP, TYPICAL_ERROR, TYPICAL_ERROR_HELP, GenerationRun,
-                       describe_problems, generation_table, is_novel, kept_kind, named_molecules, property_columns,
-                       property_rows, qm9_note, to_csv)
+from app.state import (PROPERTY_FORMATS, QM9_DFT, QM9_DFT_HELP, TYPICAL_ERROR, TYPICAL_ERROR_GENERATED_HELP,
+                       TYPICAL_ERROR_HELP, GenerationRun, describe_problems, generation_table, is_novel, kept_kind,
+                       named_molecules, property_columns, property_rows, qm9_note, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
 from unigem_core.metrics import QM9Entry, QM9Lookup, ValenceProblem
@@ -100,22 +100,23 @@ def _valence_caption(problems: list[ValenceProblem]) -> None:
                     "Hover over an atom in the view to see its label.")
 
 
-def _properties(properties: dict[str, float] | None, typical_error: dict[str, float],
+def _properties(properties: dict[str, float] | None, typical_error: dict[str, float], error_help: str,
                 qm9: tuple[QM9Entry, ...]) -> None:
-    """The twelve predictions, with the typical errors and, where QM9 holds the molecule, its DFT values."""
+    """The twelve predictions, with the typical errors (error_help: which) and, where QM9 holds the molecule,
+    its DFT values."""
     with st.expander("12 predicted properties" + (" · QM9's DFT values" if qm9 else "")):
         if qm9:
             st.caption(qm9_note(qm9))
         # a card is narrow: the symbols stand for the names (listed under "All properties")
         columns = {**property_columns(), "Symbol": st.column_config.TextColumn("Property"),
-                   TYPICAL_ERROR: st.column_config.NumberColumn("±", format="%.2g", help=TYPICAL_ERROR_HELP),
+                   TYPICAL_ERROR: st.column_config.NumberColumn("±", format="%.2g", help=error_help),
                    QM9_DFT: st.column_config.NumberColumn("QM9", format="%.4g", help=QM9_DFT_HELP)}
         st.dataframe(property_rows(properties, typical_error, qm9=qm9[0].properties if qm9 else None),
                      hide_index=True, width="stretch", column_config=columns,
                      column_order=["Symbol", "Predicted", TYPICAL_ERROR, QM9_DFT, "Unit"])
 
 
-def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: frozenset[str] | None,
+def _card(run: GenerationRun, i: int, typical_error: tuple[dict[str, float], str], known: frozenset[str] | None,
           qm9: tuple[QM9Entry, ...]) -> None:
     g = run.molecules[i]
     with st.container(border=True):
@@ -135,7 +136,7 @@ def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: fr
             st.code(smiles, language=None, wrap_lines=True)
         else:
             st.caption("No SMILES: RDKit cannot sanitise this molecule.")
-        _properties(g.molecule.properties, typical_error, qm9)
+        _properties(g.molecule.properties, *typical_error, qm9)
         if g.trajectory is not None and st.button("Watch it form", icon=":material/play_circle:",
                                                   key=f"traj_{i}", width="stretch"):
             st.session_state[SELECTED] = i
@@ -143,10 +144,11 @@ def _card(run: GenerationRun, i: int, typical_error: dict[str, float], known: fr
 
 
 def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = None,
-                 reference: QM9Reference | None = None) -> None:
+                 reference: QM9Reference | None = None, generated_errors: bool = False) -> None:
     """Everything below the Generate button once molecules exist.
 
-    `typical_error` (the model card's test MAE per property) goes beside each molecule's predictions;
+    `typical_error` (the model card's MAE per property: measured on generated molecules when `generated_errors`,
+    else the test split's at DFT geometries) goes beside each molecule's predictions;
     `reference` (app.resources.QM9Reference) marks each valid molecule novel or in QM9's training set and
     puts QM9's DFT values beside the predictions of a molecule QM9 holds. While it loads, or when QM9 could
     not be read (its `error` says why), the marks and values are left out.
@@ -166,10 +168,11 @@ def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = No
         page = st.segmented_control("Gallery page", list(range(1, pages + 1)), default=1, key="gen_page") or 1
     shown = indices[(page - 1) * GALLERY_PAGE: page * GALLERY_PAGE]
     matches = run.qm9(lookup) or [()] * len(run.molecules)
+    error_help = TYPICAL_ERROR_GENERATED_HELP if generated_errors else TYPICAL_ERROR_HELP
     for row in range(0, len(shown), COLUMNS):
         for col, i in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
             with col:
-                _card(run, i, typical_error or {}, training_smiles, matches[i])
+                _card(run, i, (typical_error or {}, error_help), training_smiles, matches[i])
     st.subheader("All properties")
     st.caption(", ".join(f"{p.key}: {p.label}" for p in PROPERTIES))
     st.dataframe(generation_table(run, indices, training_smiles, lookup), hide_index=True, width="stretch",

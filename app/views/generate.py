@@ -219,7 +219,9 @@ def render() -> None:
     if run is None:
         st.info("Choose the settings above and press **Generate**. A preview with 50 steps takes seconds on a CPU.")
         return
-    show_gallery(run, resources.typical_errors(), resources.qm9_reference())
+    generated = resources.typical_errors(generated=True)  # measured on generated molecules, where the card has them
+    show_gallery(run, generated or resources.typical_errors(), resources.qm9_reference(),
+                 generated_errors=bool(generated))
 
 
 render()

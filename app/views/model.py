@@ -21,6 +21,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import resources
+from app.state import best_qm9_comparison
 from unigem_core.constants import PROPERTIES, PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
 from unigem_core.metrics import ALLOWED_VALENCES
 
@@ -131,11 +132,10 @@ def mae_table(mae: dict, from_smiles: dict | None = None, generated: dict | None
 
 
 def generated_vs_qm9(generation: dict) -> tuple[str, dict] | None:
-    """The card's best measurement of generated molecules against QM9's DFT values: (sampler label, its "qm9"
-    result) of the evaluation that compared the most molecules QM9 holds outside its training split."""
-    measured = [(label, m["qm9"]) for label, m in _by_sampler(generation)
-                if isinstance(m.get("qm9"), dict) and m["qm9"].get("mae_vs_dft_unseen")]
-    return max(measured, key=lambda item: item[1].get("n_unseen", 0), default=None)
+    """The card's best measurement of generated molecules against QM9's DFT values (best_qm9_comparison), with
+    its sampler's label."""
+    best = best_qm9_comparison(generation)
+    return None if best is None else (sampler_label(best[0], generation[best[0]]), best[1])
 
 
 def _unstable_atoms(counts: dict[str, int], most: int = 6) -> str:

@@ -60,7 +60,7 @@ def results_table(run: PredictionRun) -> pd.DataFrame:
         atoms = row.pop("n_atoms") or None  # 0 means the record was never read
         qm9 = {"QM9": qm9_label(pred.qm9)} if run.with_qm9 else {}
         rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
-                     "formula": row.pop("formula"), "atoms": atoms, "geometry": row.pop("geometry"), **qm9, **row})
+                     "formula": row.pop("formula"), **qm9, "atoms": atoms, "geometry": row.pop("geometry"), **row})
     return pd.DataFrame(rows)
 
 

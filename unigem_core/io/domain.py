@@ -53,7 +53,7 @@ def checked_molecule(mol: Chem.Mol) -> Molecule:
         raise MoleculeInputError(f"atoms {i + 1} and {j + 1} overlap ({distances[i, j]:.3f} A apart)")
     return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), positions,
                     built_3d=mol.HasProp(BUILT_3D) and mol.GetBoolProp(BUILT_3D),
-                    bond_graph=graph_key(mol) if mol.GetNumBonds() else None)
+                    bond_graph=graph_key(mol, exact=True) if mol.GetNumBonds() else None)
 
 
 def embed_3d(mol: Chem.Mol, seed: int) -> Chem.Mol:

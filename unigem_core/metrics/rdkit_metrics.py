@@ -73,16 +73,24 @@ def smiles_of_mol(mol: Chem.Mol, keep_hydrogens: bool = True) -> str | None:
         return Chem.MolToSmiles(largest)
 
 
-def graph_key(mol: Chem.Mol) -> str | None:
+def graph_key(mol: Chem.Mol, exact: bool = False) -> str | None:
     """A molecule's bond graph as one string: canonical SMILES of its largest fragment, heavy atoms only, without
-    stereochemistry (two conformers or stereoisomers share it); None when RDKit cannot sanitise the molecule."""
+    stereochemistry (two conformers or stereoisomers share it); None when RDKit cannot sanitise the molecule.
+
+    exact (for a molecule whose every hydrogen is an atom, such as one read from a geometry): None unless the
+    molecule is one fragment and sanitising gave no atom a hydrogen it lacks, so that the key stands for exactly
+    these atoms (validity, spec 8.3, accepts a carbon one hydrogen short as the molecule with that hydrogen).
+    """
     mol = Chem.Mol(mol)
     with rdBase.BlockLogs():
         try:
             Chem.SanitizeMol(mol)
         except Chem.rdchem.MolSanitizeException:
             return None
-        largest = max(Chem.GetMolFrags(mol, asMols=True), key=lambda fragment: fragment.GetNumAtoms(), default=mol)
+        fragments = Chem.GetMolFrags(mol, asMols=True)
+        if exact and (len(fragments) > 1 or any(atom.GetNumImplicitHs() for atom in mol.GetAtoms())):
+            return None
+        largest = max(fragments, key=lambda fragment: fragment.GetNumAtoms(), default=mol)
         return Chem.MolToSmiles(Chem.RemoveHs(largest, sanitize=False), isomericSmiles=False)
 
 

@@ -29,7 +29,7 @@ from unigem_core.molecule import Molecule
 
 # Bump when the bond rule or a SMILES convention changes. RDKit's canonical form can change
 # between releases, so its version is part of the key too.
-SMILES_CACHE_VERSION = f"v2-rdkit{rdkit.__version__}"
+SMILES_CACHE_VERSION = f"v3-rdkit{rdkit.__version__}"
 SPLIT_NAMES = {"train": "training", "valid": "validation", "test": "test"}  # as a sentence names them
 
 
@@ -64,7 +64,7 @@ class QM9Strings:
     """The strings by which one QM9 molecule is found ("" where RDKit cannot read it)."""
 
     smiles: str  # spec 8.3 SMILES from its geometry (hydrogens explicit): novelty's form
-    geometry_key: str  # graph_key of the same molecule
+    geometry_key: str  # graph_key(exact=True) of the same molecule
     given_key: str  # graph_key of QM9's own SMILES
 
 
@@ -72,7 +72,8 @@ def strings_of(symbols: list[str], positions: np.ndarray, given_smiles: str) -> 
     mol = build_rdkit_mol(symbols, positions)
     with rdBase.BlockLogs():
         given = Chem.MolFromSmiles(given_smiles)
-    return QM9Strings(smiles_of_mol(mol) or "", graph_key(mol) or "", (graph_key(given) if given else None) or "")
+    return QM9Strings(smiles_of_mol(mol) or "", graph_key(mol, exact=True) or "",
+                      (graph_key(given) if given else None) or "")
 
 
 def smiles_cache_path(data_dir: Path | None = None) -> Path:
@@ -151,8 +152,9 @@ class QM9Lookup:
 
     def find(self, molecule: Molecule) -> list[QM9Entry]:
         """QM9's molecules with this molecule's bond graph: the graph its geometry gives under the bond rule
-        (spec 8.1), or the graph its input declared (Molecule.bond_graph: a SMILES, an SDF's bonds)."""
-        geometry = graph_key(build_rdkit_mol(molecule.symbols, molecule.positions))
+        (spec 8.1; exactly these atoms: one fragment, no hydrogen missing), or the graph its input declared
+        (Molecule.bond_graph: a SMILES, an SDF's bonds)."""
+        geometry = graph_key(build_rdkit_mol(molecule.symbols, molecule.positions), exact=True)
         return self.find_keys([geometry, molecule.bond_graph])
 
 

@@ -108,12 +108,15 @@ def _properties(properties: dict[str, float] | None, typical_error: dict[str, fl
         if qm9:
             st.caption(qm9_note(qm9))
         # a card is narrow: the symbols stand for the names (listed under "All properties")
-        columns = {**property_columns(), "Symbol": st.column_config.TextColumn("Property"),
-                   TYPICAL_ERROR: st.column_config.NumberColumn("±", format="%.2g", help=error_help),
-                   QM9_DFT: st.column_config.NumberColumn("QM9", format="%.4g", help=QM9_DFT_HELP)}
+        # and with QM9's values beside the predictions, those stand where the typical errors stood
+        number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+        columns = {**property_columns(), "Symbol": text("Property", width=60), "Unit": text("Unit", width=44),
+                   "Predicted": number("Predicted", format="%.5g", width=66),
+                   TYPICAL_ERROR: number("±", format="%.2g", help=error_help, width=40),
+                   QM9_DFT: number("QM9", format="%.5g", help=QM9_DFT_HELP, width=66)}
         st.dataframe(property_rows(properties, typical_error, qm9=qm9[0].properties if qm9 else None),
                      hide_index=True, width="stretch", column_config=columns,
-                     column_order=["Symbol", "Predicted", TYPICAL_ERROR, QM9_DFT, "Unit"])
+                     column_order=["Symbol", "Predicted", QM9_DFT if qm9 else TYPICAL_ERROR, "Unit"])
 
 
 def _card(run: GenerationRun, i: int, typical_error: tuple[dict[str, float], str], known: frozenset[str] | None,

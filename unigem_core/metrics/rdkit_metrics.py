@@ -58,18 +58,24 @@ def build_rdkit_mol(symbols: Sequence[str], positions: np.ndarray) -> Chem.Mol:
     return mol_from_orders(symbols, positions, bond_order_matrix(symbols, positions))
 
 
+def _sanitized(mol: Chem.Mol) -> tuple[Chem.Mol, Chem.Mol] | None:
+    """A sanitised copy of mol (the caller's is left as it was) and its largest fragment (the first on ties), or
+    None when RDKit cannot sanitise it. Call it under rdBase.BlockLogs()."""
+    mol = Chem.Mol(mol)
+    try:
+        Chem.SanitizeMol(mol)
+    except Chem.rdchem.MolSanitizeException:
+        return None
+    return mol, max(Chem.GetMolFrags(mol, asMols=True), key=lambda fragment: fragment.GetNumAtoms(), default=mol)
+
+
 def smiles_of_mol(mol: Chem.Mol, keep_hydrogens: bool = True) -> str | None:
     """Spec 8.3: None unless the whole molecule sanitises; else the largest fragment's canonical SMILES."""
-    mol = Chem.Mol(mol)  # sanitising works in place; leave the caller's molecule as it was
     with rdBase.BlockLogs():
-        try:
-            Chem.SanitizeMol(mol)
-        except Chem.rdchem.MolSanitizeException:
+        sanitized = _sanitized(mol)
+        if sanitized is None:
             return None
-        fragments = Chem.GetMolFrags(mol, asMols=True)
-        largest = max(fragments, key=lambda fragment: fragment.GetNumAtoms(), default=mol)  # first on ties
-        if not keep_hydrogens:
-            largest = Chem.RemoveHs(largest)
+        largest = sanitized[1] if keep_hydrogens else Chem.RemoveHs(sanitized[1])
         return Chem.MolToSmiles(largest)
 
 
@@ -81,16 +87,14 @@ def graph_key(mol: Chem.Mol, exact: bool = False) -> str | None:
     molecule is one fragment and sanitising gave no atom a hydrogen it lacks, so that the key stands for exactly
     these atoms (validity, spec 8.3, accepts a carbon one hydrogen short as the molecule with that hydrogen).
     """
-    mol = Chem.Mol(mol)
     with rdBase.BlockLogs():
-        try:
-            Chem.SanitizeMol(mol)
-        except Chem.rdchem.MolSanitizeException:
+        sanitized = _sanitized(mol)
+        if sanitized is None:
             return None
-        fragments = Chem.GetMolFrags(mol, asMols=True)
-        if exact and (len(fragments) > 1 or any(atom.GetNumImplicitHs() for atom in mol.GetAtoms())):
+        whole, largest = sanitized
+        if exact and (largest.GetNumAtoms() < whole.GetNumAtoms()
+                      or any(atom.GetNumImplicitHs() for atom in whole.GetAtoms())):
             return None
-        largest = max(fragments, key=lambda fragment: fragment.GetNumAtoms(), default=mol)
         return Chem.MolToSmiles(Chem.RemoveHs(largest, sanitize=False), isomericSmiles=False)
 
 

@@ -182,6 +182,24 @@ def qm9_note(entries: tuple[QM9Entry, ...]) -> str:
     return f"{first.label} has this bond graph{others}: its DFT values stand beside the predictions; {seen}."
 
 
+def qm9_agreement(predictions: list) -> tuple[pd.DataFrame, int, int] | None:
+    """How close the predictions of the records QM9 holds came to its DFT values: a table of the mean absolute
+    difference per property, over all of them and over those outside QM9's training split (whose values the
+    model never saw), with the two counts; None when no predicted record is in QM9."""
+    found = [p for p in predictions if p.qm9 and p.properties]
+    if not found:
+        return None
+    unseen = [p for p in found if all(e.split != "train" for e in p.qm9)]
+
+    def mae(group: list, key: str) -> float | None:
+        return sum(abs(p.properties[key] - p.qm9[0].properties[key]) for p in group) / len(group) if group else None
+
+    table = pd.DataFrame([{"Property": p.label, "Symbol": p.key, "Unit": p.report_unit,
+                           "All found (MAE)": mae(found, p.key), "Outside training split (MAE)": mae(unseen, p.key)}
+                          for p in PROPERTIES])
+    return table, len(found), len(unseen)
+
+
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
                   in_file: dict[str, float] | None = None, qm9: dict[str, float] | None = None) -> pd.DataFrame:
     """The twelve properties of one molecule as a small table: property, predicted value, unit.

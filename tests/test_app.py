@@ -21,6 +21,19 @@ FIXTURES = REPO / "tests" / "fixtures" / "app"
 TIMEOUT = 120  # seconds per script run; a cold model load plus sampling on a busy 2-core machine
 
 
+@pytest.fixture(autouse=True)
+def qm9_loading(monkeypatch):
+    """QM9's reference stays "still loading" unless a test puts one in place, so that no page depends on whether
+    the real one (read in a background thread) happens to be there yet."""
+    from types import SimpleNamespace
+
+    from app import resources
+
+    loading = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error=None)
+    monkeypatch.setattr(resources, "qm9_reference", lambda: loading)
+    return loading
+
+
 @pytest.fixture
 def no_card(monkeypatch, tmp_path):
     """Point the app at a model card that does not exist."""
@@ -136,9 +149,7 @@ def test_gallery_marks_novel_molecules_and_those_the_training_set_holds(monkeypa
 
     from app import resources
 
-    at = start()
-    loading = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error=None)
-    monkeypatch.setattr(resources, "qm9_reference", lambda: loading)
+    at = start()  # QM9 still loading (the qm9_loading fixture)
     generate(at, n=4, steps=25)
     run = at.session_state["generation_run"]
     valid = [g for g in run.molecules if g.valid]
@@ -462,9 +473,7 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
     from unigem_core.molecule import Molecule
 
     lookup, data = small_qm9
-    loading = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error=None)
-    monkeypatch.setattr(resources, "qm9_reference", lambda: loading)
-    at = start("views/predict.py")
+    at = start("views/predict.py")  # QM9 still loading (the qm9_loading fixture)
     first = Molecule(symbols_of(data.types[0]), data.positions[0, :data.n_atoms[0]], name="first")
     at.text_area(key="pred_xyz").input(to_xyz([first]))
     at.text_area(key="pred_smiles").input(f"{data.smiles[1]} second\nO=C1OC(=O)C=C1 anhydride")
@@ -477,12 +486,18 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
     at.button(key="pred_go").click().run()
     assert not at.exception, at.exception
     assert at.dataframe[0].value["QM9"].tolist() == [f"#{data.index[0]} (test)", f"#{data.index[1]} (test)", ""]
-    detail = at.dataframe[1].value  # the first record is selected
+    detail = next(d.value for d in at.dataframe if QM9_DFT in d.value.columns)  # the first record is selected
     dft = [v * p.report_scale for v, p in zip(data.targets[0], PROPERTIES)]
     assert detail[QM9_DFT].tolist() == pytest.approx(dft)
     assert (detail["vs QM9"] - (detail["Predicted"] - detail[QM9_DFT])).abs().max() < 1e-9
     assert any(f"QM9 #{data.index[0]} (test split) has this bond graph" in c.value and "never saw it" in c.value
                for c in at.caption)
+    assert any(e.label == "Against QM9: 2 records are QM9 molecules (2 outside its training split)" for e in at.expander)
+    agreement = next(d.value for d in at.dataframe if "All found (MAE)" in d.value.columns).set_index("Symbol")
+    run = at.session_state["prediction_run"]
+    gap = [abs(p.properties["gap"] - p.qm9[0].properties["gap"]) for p in run.predictions[:2]]
+    assert agreement.loc["gap", "All found (MAE)"] == pytest.approx(sum(gap) / 2)
+    assert agreement.loc["gap", "Outside training split (MAE)"] == pytest.approx(sum(gap) / 2)
 
 
 def test_property_rows_show_typical_error_and_the_files_own_values():
@@ -519,8 +534,6 @@ def test_typical_errors_come_from_the_card(monkeypatch, tmp_path):
 def test_generated_molecules_get_the_errors_measured_on_generated_molecules(monkeypatch, tmp_path):
     """Where the card compared generated molecules with QM9's DFT values, the gallery shows those errors (from the
     evaluation that compared the most), not the test split's at DFT geometries."""
-    from types import SimpleNamespace
-
     from app import resources
     from app.state import TYPICAL_ERROR
 
@@ -534,9 +547,7 @@ def test_generated_molecules_get_the_errors_measured_on_generated_molecules(monk
     card.write_text(json.dumps(shipped))
     monkeypatch.setenv("UNIGEM_MODEL_CARD", str(card))
     assert resources.typical_errors(generated=True) == generated
-    loading = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error=None)  # no QM9 values in their place
-    monkeypatch.setattr(resources, "qm9_reference", lambda: loading)
-    at = generate(start(), n=1, steps=25)
+    at = generate(start(), n=1, steps=25)  # QM9 still loading (the qm9_loading fixture): no QM9 values in their place
     errors = next(d.value for d in at.dataframe if TYPICAL_ERROR in d.value.columns)[TYPICAL_ERROR]
     assert errors.tolist() == [generated[p.key] for p in PROPERTIES]
 

@@ -13,8 +13,8 @@ import streamlit as st
 
 from app import resources
 from app.components.viewer import show_molecule
-from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, property_columns, property_rows, qm9_label,
-                       qm9_note, to_csv)
+from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, property_columns, property_rows, qm9_agreement,
+                       qm9_label, qm9_note, to_csv)
 from unigem_core import api
 from unigem_core.constants import MAX_ATOMS
 from unigem_core.io import parse_text, read_molecules
@@ -186,7 +186,25 @@ def render() -> None:
                  column_config={"atoms": number(format="%d"), **{c: number(format=f) for c, f in PROPERTY_FORMATS.items()}})
     st.download_button("Table as CSV", lambda: to_csv(table), "unigem_predictions.csv", "text/csv",
                        on_click="ignore", icon=":material/download:", key="dl_pred_csv")
+    _against_qm9(run)
     _detail(run)
+
+
+def _against_qm9(run: PredictionRun) -> None:
+    """A batch check: how close the predictions of the records QM9 holds came to its DFT values."""
+    agreement = qm9_agreement(run.predictions) if run.with_qm9 else None
+    if agreement is None:
+        return
+    table, found, unseen = agreement
+    held = f"{found} records are QM9 molecules" if found > 1 else "1 record is a QM9 molecule"
+    with st.expander(f"Against QM9: {held} ({unseen} outside its training split)"):
+        st.caption("Mean absolute difference between the predictions and QM9's DFT values (at QM9's own geometry) for "
+                   "the records whose bond graph QM9 holds; the model never saw the values of those outside the "
+                   "training split. A geometry other than QM9's DFT one (a force field's, a generated one) adds to it.")
+        number = st.column_config.NumberColumn
+        st.dataframe(table, hide_index=True, width="stretch",
+                     column_config={"All found (MAE)": number(format="%.3g"),
+                                    "Outside training split (MAE)": number(format="%.3g")})
 
 
 render()

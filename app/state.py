@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -15,6 +16,7 @@ import pandas as pd
 from unigem_core.constants import PROPERTIES
 from unigem_core.metrics import QM9Entry, QM9Lookup, ValenceProblem, to_smiles, valence_problems
 from unigem_core.molecule import GeneratedMolecule, Molecule, Record
+from unigem_core.prediction import Prediction, predictions_table
 from unigem_core.targets import PropertyRange
 from unigem_core.targets import describe as describe_targets
 
@@ -133,7 +135,7 @@ class PredictionRun:
     """One press of "Predict": every input record with its answer, in input order."""
 
     records: list[Record]
-    predictions: list  # api.Prediction, one per record
+    predictions: list[Prediction]  # one per record
     with_qm9: bool = False  # predicted with QM9's lookup: each Prediction.qm9 says where QM9 holds the molecule
 
     @property
@@ -180,6 +182,29 @@ def qm9_note(entries: tuple[QM9Entry, ...]) -> str:
     seen = ("the model was trained on its DFT values" if first.split == "train"
             else "the model never saw it in training")
     return f"{first.label} has this bond graph{others}: its DFT values stand beside the predictions; {seen}."
+
+
+def reason(error: str) -> str:
+    """The refusal message without the reader's "record 3: " prefix (the table has its own column)."""
+    return re.sub(r"^record \d+: ", "", error)
+
+
+def results_table(run: PredictionRun, dft: bool = False) -> pd.DataFrame:
+    """One row per record: where it came from, its status, identity, the QM9 molecule with its bond graph (when
+    the prediction was made with QM9's lookup), then the twelve properties; dft (for the CSV) adds that QM9
+    molecule's DFT values ("qm9 gap [meV]", as `unigem predict --qm9` writes them)."""
+    rows = []
+    for rec, pred, row in zip(run.records, run.predictions, predictions_table(run.predictions, qm9=run.with_qm9)):
+        error, warnings = row.pop("error"), row.pop("warnings")
+        status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
+        atoms = row.pop("n_atoms") or None  # 0 means the record was never read
+        qm9 = {"QM9": qm9_label(pred.qm9)} if run.with_qm9 else {}
+        values = {key: row.pop(key) for key in [k for k in row if k.startswith("qm9")]}  # number, split, DFT values
+        values = {key: value for key, value in values.items() if dft and key.startswith("qm9 ")}
+        rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
+                     "formula": row.pop("formula"), **qm9, "atoms": atoms, "geometry": row.pop("geometry"), **row,
+                     **values})
+    return pd.DataFrame(rows)
 
 
 def qm9_agreement(predictions: list) -> tuple[pd.DataFrame, int, int] | None:

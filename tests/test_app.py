@@ -499,6 +499,14 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
     assert agreement.loc["gap", "All found (MAE)"] == pytest.approx(sum(gap) / 2)
     assert agreement.loc["gap", "Outside training split (MAE)"] == pytest.approx(sum(gap) / 2)
 
+    from app.state import results_table  # the CSV: QM9's DFT values after the predictions
+
+    csv = results_table(run, dft=True)
+    columns = list(csv.columns)
+    assert columns.index("qm9 gap [meV]") > columns.index("gap [meV]") and "qm9 gap [meV]" not in at.dataframe[0].value
+    assert csv["qm9 gap [meV]"].iloc[0] == pytest.approx(dft[[p.key for p in PROPERTIES].index("gap")])
+    assert csv["qm9 gap [meV]"].isna().tolist() == [False, False, True]  # the anhydride is not in QM9
+
 
 def test_property_rows_show_typical_error_and_the_files_own_values():
     from app.state import TYPICAL_ERROR, property_rows

@@ -7,7 +7,6 @@ touch torch. The work lives in `engine` (the loaded model, property prediction) 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -21,10 +20,9 @@ from unigem_core.generation import generate, generate_valid
 from unigem_core.metrics.reference import QM9Entry, QM9Lookup, qm9_lookup
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
+from unigem_core.prediction import GEOMETRY_BUILT, GEOMETRY_BUILT_RAW, Prediction, predictions_table
 from unigem_core.targets import PropertyRange, parse_range
 
-GEOMETRY_BUILT = "built by RDKit, refined by the model"  # Prediction.geometry of a SMILES or 2D drawing
-GEOMETRY_BUILT_RAW = "built by RDKit"  # the same with refine_built=False
 GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or conformers built from QM9's SMILES
 
 __all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
@@ -32,22 +30,6 @@ __all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Predictio
            "model_card", "parse_range", "predict_properties", "predict_records", "predictions_table",
            "PropertyRange", "QM9Entry", "QM9Lookup", "qm9_lookup", "refine_geometries", "resolve_device",
            "set_cpu_threads", "to_report_units"]
-
-
-@dataclass
-class Prediction:
-    """The answer for one input record: properties in reporting units, or why it was refused."""
-
-    index: int
-    name: str
-    formula: str = ""
-    n_atoms: int = 0
-    properties: dict[str, float] | None = None
-    error: str | None = None
-    warnings: tuple[str, ...] = ()
-    source: str = ""
-    geometry: str = ""  # "given", or how it was built: GEOMETRY_BUILT (refined) or GEOMETRY_BUILT_RAW
-    qm9: tuple[QM9Entry, ...] = ()  # QM9's molecules with this bond graph (with a lookup), by QM9 number
 
 
 def predict_records(engine: Engine, records: list[Record], refine_built: bool = True,
@@ -91,31 +73,6 @@ def as_predicted(molecules: list[Molecule], engine: Engine, refine_built: bool =
     for k, mol in zip(built, refine_geometries(engine, [molecules[k] for k in built])):
         out[k] = mol
     return out
-
-
-def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[dict]:
-    """Rows for CSV and the app's table: name, formula, n_atoms, geometry, one column per property (with unit),
-    error, warnings.
-
-    qm9 (predictions made with a lookup) adds the first QM9 molecule with the record's bond graph: its number,
-    split and DFT values ("qm9 gap [meV]"), and the numbers of any others ("qm9_others": stereoisomers, or
-    QM9's duplicates); empty where QM9 has none.
-    """
-    rows = []
-    for p in predictions:
-        row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms, "geometry": p.geometry}
-        for spec in PROPERTIES:
-            row[spec.column] = None if p.properties is None else p.properties[spec.key]
-        if qm9:
-            first = p.qm9[0] if p.qm9 else None
-            row.update({"qm9_number": first and first.number, "qm9_split": first.split if first else "",
-                        "qm9_others": " ".join(str(e.number) for e in p.qm9[1:])})
-            for spec in PROPERTIES:
-                row[f"qm9 {spec.column}"] = first and first.properties[spec.key]
-        row["error"] = p.error or ""
-        row["warnings"] = "; ".join(p.warnings)
-        rows.append(row)
-    return rows
 
 
 def evaluate_generation(engine: Engine, n: int = 1000, seed: int = 0, batch_size: int = 100, novelty: bool = True,

@@ -6,7 +6,6 @@ clear reason why it was refused; one bad record never stops the others.
 """
 from __future__ import annotations
 
-import re
 
 import pandas as pd
 import streamlit as st
@@ -14,7 +13,7 @@ import streamlit as st
 from app import resources
 from app.components.viewer import show_molecule
 from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, property_columns, property_rows, qm9_agreement,
-                       qm9_label, qm9_note, to_csv)
+                       qm9_note, reason, results_table, to_csv)
 from unigem_core import api
 from unigem_core.constants import MAX_ATOMS
 from unigem_core.io import parse_text, read_molecules
@@ -43,25 +42,6 @@ def collect_records(files, xyz_text: str, smiles_text: str) -> list[Record]:
             rec.source = "SMILES"
             records.append(rec)
     return records
-
-
-def reason(error: str) -> str:
-    """The refusal message without the reader's "record 3: " prefix (the table has its own column)."""
-    return re.sub(r"^record \d+: ", "", error)
-
-
-def results_table(run: PredictionRun) -> pd.DataFrame:
-    """One row per record: where it came from, its status, identity, the QM9 molecule with its bond graph (when
-    the prediction was made with QM9's lookup), then the twelve properties."""
-    rows = []
-    for rec, pred, row in zip(run.records, run.predictions, api.predictions_table(run.predictions)):
-        error, warnings = row.pop("error"), row.pop("warnings")
-        status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
-        atoms = row.pop("n_atoms") or None  # 0 means the record was never read
-        qm9 = {"QM9": qm9_label(pred.qm9)} if run.with_qm9 else {}
-        rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
-                     "formula": row.pop("formula"), **qm9, "atoms": atoms, "geometry": row.pop("geometry"), **row})
-    return pd.DataFrame(rows)
 
 
 def where(record: Record, prediction) -> str:
@@ -184,8 +164,8 @@ def render() -> None:
     number = st.column_config.NumberColumn
     st.dataframe(_styled(table), hide_index=True, width="stretch",
                  column_config={"atoms": number(format="%d"), **{c: number(format=f) for c, f in PROPERTY_FORMATS.items()}})
-    st.download_button("Table as CSV", lambda: to_csv(table), "unigem_predictions.csv", "text/csv",
-                       on_click="ignore", icon=":material/download:", key="dl_pred_csv")
+    st.download_button("Table as CSV", lambda: to_csv(results_table(run, dft=True)), "unigem_predictions.csv",
+                       "text/csv", on_click="ignore", icon=":material/download:", key="dl_pred_csv")
     _against_qm9(run)
     _detail(run)
 

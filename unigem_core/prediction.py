@@ -1,0 +1,52 @@
+"""The answer for each input record (Prediction) and the table rows made of answers; no torch here, so the app's
+tables build without the model's packages (api.predict_records makes the answers)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unigem_core.constants import PROPERTIES
+from unigem_core.metrics.reference import QM9Entry
+
+GEOMETRY_BUILT = "built by RDKit, refined by the model"  # Prediction.geometry of a SMILES or 2D drawing
+GEOMETRY_BUILT_RAW = "built by RDKit"  # the same with refine_built=False
+
+
+@dataclass
+class Prediction:
+    """The answer for one input record: properties in reporting units, or why it was refused."""
+
+    index: int
+    name: str
+    formula: str = ""
+    n_atoms: int = 0
+    properties: dict[str, float] | None = None
+    error: str | None = None
+    warnings: tuple[str, ...] = ()
+    source: str = ""
+    geometry: str = ""  # "given", or how it was built: GEOMETRY_BUILT (refined) or GEOMETRY_BUILT_RAW
+    qm9: tuple[QM9Entry, ...] = ()  # QM9's molecules with this bond graph (with a lookup), by QM9 number
+
+
+def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[dict]:
+    """Rows for CSV and the app's table: name, formula, n_atoms, geometry, one column per property (with unit),
+    error, warnings.
+
+    qm9 (predictions made with a lookup) adds the first QM9 molecule with the record's bond graph: its number,
+    split and DFT values ("qm9 gap [meV]"), and the numbers of any others ("qm9_others": stereoisomers, or
+    QM9's duplicates); empty where QM9 has none.
+    """
+    rows = []
+    for p in predictions:
+        row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms, "geometry": p.geometry}
+        for spec in PROPERTIES:
+            row[spec.column] = None if p.properties is None else p.properties[spec.key]
+        if qm9:
+            first = p.qm9[0] if p.qm9 else None
+            row.update({"qm9_number": first and first.number, "qm9_split": first.split if first else "",
+                        "qm9_others": " ".join(str(e.number) for e in p.qm9[1:])})
+            for spec in PROPERTIES:
+                row[f"qm9 {spec.column}"] = first and first.properties[spec.key]
+        row["error"] = p.error or ""
+        row["warnings"] = "; ".join(p.warnings)
+        rows.append(row)
+    return rows

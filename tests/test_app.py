@@ -480,6 +480,11 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
     at.button(key="pred_go").click().run()
     assert not at.exception, at.exception
     assert "QM9" not in at.dataframe[0].value.columns
+    assert any("QM9's index was still loading" in c.value for c in at.caption)
+    failed = SimpleNamespace(lookup=lambda: None, smiles=lambda: None, error="FileNotFoundError: no QM9 data")
+    monkeypatch.setattr(resources, "qm9_reference", lambda: failed)
+    at.run()
+    assert any("not available here (FileNotFoundError: no QM9 data)" in c.value for c in at.caption)
 
     ready = SimpleNamespace(lookup=lambda: lookup, smiles=lambda: lookup.training_smiles, error=None)
     monkeypatch.setattr(resources, "qm9_reference", lambda: ready)

@@ -171,8 +171,15 @@ def render() -> None:
 
 
 def _against_qm9(run: PredictionRun) -> None:
-    """A batch check: how close the predictions of the records QM9 holds came to its DFT values."""
-    agreement = qm9_agreement(run.predictions) if run.with_qm9 else None
+    """A batch check: how close the predictions of the records QM9 holds came to its DFT values (or why QM9 was
+    not looked up)."""
+    if not run.with_qm9:
+        error = resources.qm9_reference().error
+        st.caption(f"QM9's DFT values are not available here ({error})." if error else
+                   "QM9's index was still loading: press Predict again in a moment to see QM9's DFT values beside "
+                   "the records it holds.")
+        return
+    agreement = qm9_agreement(run.predictions)
     if agreement is None:
         return
     table, found, unseen = agreement

@@ -8,7 +8,7 @@ stereochemistry), under either of two keys per QM9 molecule: the graph its geome
 and the graph of QM9's own SMILES, which differ for a few per cent of molecules (an aromatic ring read from
 bond lengths, a molecule whose bonds changed when DFT relaxed it). All three strings of every molecule are
 cached in one tab-separated file in the data directory (one line per molecule, in QM9's order); its name
-carries a version (bond rule and RDKit release), and a missing file is rebuilt (about three minutes on one core).
+carries a version (bond rule and RDKit release), and a missing file is rebuilt (about two minutes on one core).
 """
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ import rdkit
 from rdkit import Chem, rdBase
 
 from unigem_core.constants import PROPERTIES
-from unigem_core.data.qm9 import QM9Arrays, default_data_dir, load_qm9, load_split, split_indices, symbols_of
+from unigem_core.data.qm9 import (SPLIT_SIZES, QM9Arrays, default_data_dir, load_qm9, load_split, split_indices,
+                                  symbols_of)
 from unigem_core.metrics.rdkit_metrics import build_rdkit_mol, graph_key, smiles_of_mol
 from unigem_core.molecule import Molecule
 
@@ -69,6 +70,7 @@ class QM9Strings:
 
 
 def strings_of(symbols: list[str], positions: np.ndarray, given_smiles: str) -> QM9Strings:
+    """One molecule's QM9Strings, from its geometry (atoms, positions in Angstrom) and QM9's SMILES for it."""
     mol = build_rdkit_mol(symbols, positions)
     with rdBase.BlockLogs():
         given = Chem.MolFromSmiles(given_smiles)
@@ -93,7 +95,9 @@ def qm9_strings(data_dir: Path | None = None, progress: bool = True) -> list[QM9
     """QM9Strings of every molecule in QM9's order, from the cache file; built and written first if missing."""
     path = smiles_cache_path(data_dir)
     if path.exists():
-        return [QM9Strings(*line.split("\t")) for line in path.read_text().split("\n")[:-1]]
+        strings = [QM9Strings(*line.split("\t")) for line in path.read_text().split("\n")[:-1]]
+        if len(strings) == sum(SPLIT_SIZES.values()):  # else written for another QM9 release: rebuilt
+            return strings
     strings = build_qm9_strings(data_dir, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # atomic: never leave half a file behind

@@ -161,7 +161,7 @@ TYPICAL_ERROR_BUILT_HELP = ("The model's mean absolute error for this property o
 
 QM9_DFT = "QM9 (DFT)"  # the column of property_rows that holds QM9's value for the same molecule
 QM9_DFT_HELP = ("QM9's value for the molecule with this bond graph, computed with DFT (B3LYP/6-31G(2df,p)) at QM9's "
-                "own geometry: the answer the model was trained to give")
+                "own geometry: the kind of answer the model learnt to give")
 
 
 def qm9_label(entries: tuple[QM9Entry, ...]) -> str:
@@ -207,7 +207,7 @@ def results_table(run: PredictionRun, dft: bool = False) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def qm9_agreement(predictions: list) -> tuple[pd.DataFrame, int, int] | None:
+def qm9_agreement(predictions: list[Prediction]) -> tuple[pd.DataFrame, int, int] | None:
     """How close the predictions of the records QM9 holds came to its DFT values: a table of the mean absolute
     difference per property, over all of them and over those outside QM9's training split (whose values the
     model never saw), with the two counts; None when no predicted record is in QM9."""

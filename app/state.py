@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from unigem_core.constants import PROPERTIES
-from unigem_core.metrics import QM9Entry, QM9Lookup, ValenceProblem, to_smiles, valence_problems
+from unigem_core.metrics import QM9Entry, QM9Lookup, Similar, ValenceProblem, to_smiles, valence_problems
 from unigem_core.molecule import GeneratedMolecule, Molecule, Record
 from unigem_core.prediction import Prediction, predictions_table
 from unigem_core.targets import PropertyRange
@@ -105,17 +105,25 @@ class GenerationRun:
     readable_smiles: list[str | None] = field(default_factory=list)  # heavy-atom SMILES, None if invalid
     problems: list[list[ValenceProblem]] = field(default_factory=list)  # per molecule, its unstable atoms
     qm9_matches: list[tuple[QM9Entry, ...]] | None = None  # per molecule, QM9's with its bond graph (see qm9)
-    qm9_source: int | None = None  # id() of the lookup that found qm9_matches
+    qm9_closest: list[Similar | None] | None = None  # per molecule QM9 lacks, the most similar QM9 molecule
+    qm9_source: int | None = None  # id() of the lookup that found them
 
     def qm9(self, lookup: QM9Lookup | None) -> list[tuple[QM9Entry, ...]] | None:
         """Per molecule, the QM9 molecules with its bond graph (none for an invalid one); None until the lookup
-        is there. Looked up once per lookup: the page asks on every rerun."""
+        is there. Looked up once per lookup (with closest's answers): the page asks on every rerun."""
         if lookup is None:
             return None
         if self.qm9_source != id(lookup):
             self.qm9_matches = [tuple(lookup.find(g.molecule)) if g.valid else () for g in self.molecules]
+            self.qm9_closest = [next(iter(lookup.closest(g.molecule)), None) if g.valid and not found else None
+                                for g, found in zip(self.molecules, self.qm9_matches)]
             self.qm9_source = id(lookup)
         return self.qm9_matches
+
+    def closest(self, lookup: QM9Lookup | None) -> list[Similar | None] | None:
+        """Per molecule, the QM9 molecule most like it (ECFP4 Tanimoto) where QM9 does not hold it (None for a
+        molecule QM9 holds or an invalid one); None until the lookup is there."""
+        return None if self.qm9(lookup) is None else self.qm9_closest
 
     def __post_init__(self) -> None:
         if not self.readable_smiles:
@@ -184,6 +192,19 @@ def qm9_note(entries: tuple[QM9Entry, ...]) -> str:
     return f"{first.label} has this bond graph{others}: its DFT values stand beside the predictions; {seen}."
 
 
+def closest_label(near: Similar | None) -> str:
+    """"#1234 (Tanimoto 0.62)", or "" for none."""
+    return "" if near is None else f"#{near.entry.number} (Tanimoto {near.tanimoto:.2f})"
+
+
+def closest_note(near: Similar) -> str:
+    """One sentence on the QM9 molecule most like a molecule that QM9 does not hold."""
+    gap = near.entry.properties.get("gap")
+    dft = f"; its DFT gap is {gap:,.0f} meV" if gap is not None else ""
+    return (f"Not in QM9. Most similar there: `{near.entry.smiles}`, {near.entry.label}, Tanimoto "
+            f"{near.tanimoto:.2f} (ECFP4){dft}.")
+
+
 def reason(error: str) -> str:
     """The refusal message without the reader's "record 3: " prefix (the table has its own column)."""
     return re.sub(r"^record \d+: ", "", error)
@@ -198,7 +219,7 @@ def results_table(run: PredictionRun, dft: bool = False) -> pd.DataFrame:
         error, warnings = row.pop("error"), row.pop("warnings")
         status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
         atoms = row.pop("n_atoms") or None  # 0 means the record was never read
-        qm9 = {"QM9": qm9_label(pred.qm9)} if run.with_qm9 else {}
+        qm9 = {"QM9": qm9_label(pred.qm9), "closest in QM9": closest_label(pred.closest)} if run.with_qm9 else {}
         values = {key: row.pop(key) for key in [k for k in row if k.startswith("qm9")]}  # number, split, DFT values
         values = {key: value for key, value in values.items() if dft and key.startswith("qm9 ")}
         rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
@@ -286,9 +307,10 @@ def generation_table(run: GenerationRun, indices: list[int] | None = None,
 
     With `training_smiles`, a "novel" column says whether each valid molecule is absent from QM9's
     training set (empty for an invalid one); with `lookup`, a "QM9" column names the QM9 molecule with
-    the same bond graph, in any split (qm9_label).
+    the same bond graph, in any split (qm9_label), and for a valid molecule QM9 lacks, "closest in QM9" the
+    most similar one.
     """
-    matches = run.qm9(lookup)
+    matches, closest = run.qm9(lookup), run.closest(lookup)
     rows = []
     for i in range(len(run.molecules)) if indices is None else indices:
         g = run.molecules[i]
@@ -301,6 +323,7 @@ def generation_table(run: GenerationRun, indices: list[int] | None = None,
             row["novel"] = is_novel(g, training_smiles)
         if matches is not None:
             row["QM9"] = qm9_label(matches[i])
+            row["closest in QM9"] = closest_label(closest[i])
         row.update({p.column: (g.molecule.properties or {}).get(p.key) for p in PROPERTIES})
         rows.append(row)
     return pd.DataFrame(rows)

@@ -38,13 +38,14 @@ def random_batch(n_atoms: list[int], n_max: int | None = None, seed: int = 0, dt
 
 
 @pytest.fixture(scope="session")
-def small_qm9():
+def small_qm9(tmp_path_factory):
     """A QM9Lookup over the first 40 molecules of QM9's test split, with those molecules' arrays (seconds to build,
     where the whole of QM9 takes minutes)."""
     import numpy as np
 
     from unigem_core.data.qm9 import load_split, symbols_of
-    from unigem_core.metrics.reference import QM9Lookup, strings_of
+    from unigem_core.metrics.lookup import QM9Lookup, qm9_fingerprints
+    from unigem_core.metrics.reference import strings_of
 
     try:
         data = load_split("test", progress=False).subset(np.arange(40))
@@ -52,4 +53,5 @@ def small_qm9():
         pytest.skip(str(error))
     strings = [strings_of(symbols_of(data.types[r]), data.positions[r, :data.n_atoms[r]], str(data.smiles[r]))
                for r in range(len(data))]
-    return QM9Lookup(strings, data.index, data.smiles, data.targets, ["test"] * len(data)), data
+    fingerprints = qm9_fingerprints(strings, tmp_path_factory.mktemp("qm9"))
+    return QM9Lookup(strings, data.index, data.smiles, data.targets, ["test"] * len(data), fingerprints), data

@@ -176,15 +176,17 @@ def test_gallery_marks_novel_molecules_and_those_the_training_set_holds(monkeypa
     assert table["novel"].tolist() == [(g.smiles not in known) if g.valid else None for g in run.molecules]
 
 
-def test_gallery_puts_qm9s_values_beside_a_molecule_qm9_holds(monkeypatch):
-    """A generated molecule whose bond graph QM9 holds shows QM9's number, split and DFT values."""
+def test_gallery_puts_qm9s_values_beside_a_molecule_qm9_holds(monkeypatch, tmp_path):
+    """A generated molecule whose bond graph QM9 holds shows QM9's number, split and DFT values; the other valid
+    ones name the most similar QM9 molecule."""
     from types import SimpleNamespace
 
     import numpy as np
 
     from app import resources
     from app.state import QM9_DFT
-    from unigem_core.metrics.reference import QM9Lookup, strings_of
+    from unigem_core.metrics.lookup import QM9Lookup, qm9_fingerprints
+    from unigem_core.metrics.reference import QM9Strings, strings_of
 
     at = start()
     generate(at, n=4, steps=25)
@@ -193,7 +195,8 @@ def test_gallery_puts_qm9s_values_beside_a_molecule_qm9_holds(monkeypatch):
     k = next(k for k, s in enumerate(strings) if s.geometry_key)  # a molecule that reads as exactly its atoms
     held = run.molecules[k]
     targets = np.arange(12.0)[None]  # "DFT values" in training units
-    lookup = QM9Lookup([strings[k]], np.array([99999]), np.array(["C"]), targets, ["train"])
+    qm9 = [QM9Strings(strings[k].smiles, strings[k].geometry_key, strings[k].geometry_key)]  # "QM9's SMILES" too
+    lookup = QM9Lookup(qm9, np.array([99999]), np.array(["C"]), targets, ["train"], qm9_fingerprints(qm9, tmp_path))
     ready = SimpleNamespace(lookup=lambda: lookup, smiles=lambda: lookup.training_smiles, error=None)
     monkeypatch.setattr(resources, "qm9_reference", lambda: ready)
     at.run()
@@ -207,6 +210,12 @@ def test_gallery_puts_qm9s_values_beside_a_molecule_qm9_holds(monkeypatch):
                for c in at.caption)
     card = next(d.value for d in at.dataframe if QM9_DFT in d.value.columns)
     assert card[QM9_DFT].tolist() == pytest.approx([v * p.report_scale for v, p in zip(targets[0], PROPERTIES)])
+    others = [j for j, g in enumerate(run.molecules) if g.valid and not run.qm9_matches[j]]
+    assert others
+    notes = [c.value for c in at.caption if c.value.startswith("Not in QM9. Most similar there: `C`, QM9 #99999")]
+    assert len(notes) == len(others)  # the only QM9 molecule this lookup knows
+    assert table["closest in QM9"].iloc[i] == "" and all(table["closest in QM9"].iloc[j].startswith("#99999 (Tanimoto")
+                                                          for j in others)
 
 
 def test_qm9_reference_loads_in_the_background():
@@ -491,6 +500,11 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
     at.button(key="pred_go").click().run()
     assert not at.exception, at.exception
     assert at.dataframe[0].value["QM9"].tolist() == [f"#{data.index[0]} (test)", f"#{data.index[1]} (test)", ""]
+    closest = at.dataframe[0].value["closest in QM9"].tolist()
+    assert closest[:2] == ["", ""] and closest[2].startswith("#") and "Tanimoto" in closest[2]
+    at.selectbox(key="pred_pick").set_value(2).run()  # the anhydride: not in QM9, so its closest molecule is named
+    assert any(c.value.startswith("Not in QM9. Most similar there:") for c in at.caption)
+    at.selectbox(key="pred_pick").set_value(0).run()
     detail = next(d.value for d in at.dataframe if QM9_DFT in d.value.columns)  # the first record is selected
     dft = [v * p.report_scale for v, p in zip(data.targets[0], PROPERTIES)]
     assert detail[QM9_DFT].tolist() == pytest.approx(dft)

@@ -211,6 +211,8 @@ def test_predict_qm9_adds_the_qm9_molecule_and_its_dft_values(tmp_path, monkeypa
         for p, value in zip(PROPERTIES, data.targets[r]):
             assert float(row[f"qm9 {p.column}"]) == pytest.approx(value * p.report_scale, rel=1e-5)
     assert rows[2]["qm9 gap [meV]"] == "" and rows[3]["error"]  # not in QM9; refused (chlorine)
+    assert [r["qm9_closest"] == "" for r in rows] == [True, True, False, True]  # the most similar, where QM9 lacks it
+    assert 0.0 <= float(rows[2]["qm9_closest_tanimoto"]) < 1.0
     assert "2 found in QM9" in capsys.readouterr().err
 
 

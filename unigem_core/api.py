@@ -17,7 +17,7 @@ from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
                                 model_card, predict_properties, refine_geometries, to_report_units)
 from unigem_core.generation import generate, generate_valid
-from unigem_core.metrics.reference import QM9Entry, QM9Lookup, qm9_lookup
+from unigem_core.metrics.lookup import QM9Entry, QM9Lookup, qm9_lookup
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
 from unigem_core.prediction import GEOMETRY_BUILT, GEOMETRY_BUILT_RAW, Prediction, predictions_table
@@ -40,7 +40,7 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
     A geometry RDKit built from bonds (a SMILES, a 2D drawing; Molecule.built_3d) is first refined by the
     model's denoiser (engine.refine_geometries) unless refine_built is False; given geometries are read as they are.
     With a lookup (qm9_lookup()), each predicted record also gets the QM9 molecules with its bond graph, whose
-    DFT values are the answer the model was trained to give.
+    DFT values are the kind of answer the model learnt to give, or where QM9 has none, the most similar one.
     """
     preds, good = [], []
     for rec in records:
@@ -53,7 +53,9 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
                 check_model_domain(rec.molecule)
                 good.append((p, rec.molecule))
                 p.warnings += tuple(domain_warnings(rec.molecule.symbols))
-                p.qm9 = tuple(lookup.find(rec.molecule)) if lookup is not None else ()
+                if lookup is not None:
+                    p.qm9 = tuple(lookup.find(rec.molecule))
+                    p.closest = None if p.qm9 else next(iter(lookup.closest(rec.molecule)), None)
             except MoleculeInputError as exc:
                 p.error = str(exc)
         preds.append(p)
@@ -83,7 +85,7 @@ def evaluate_generation(engine: Engine, n: int = 1000, seed: int = 0, batch_size
     `sampling` are `SamplerOptions` fields, as for `generate`; the result says which were used.
     """
     from unigem_core.metrics import generation_metrics
-    from unigem_core.metrics.reference import qm9_comparison
+    from unigem_core.metrics.lookup import qm9_comparison
 
     options = SamplerOptions(**sampling)
     start = time.perf_counter()

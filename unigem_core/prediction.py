@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unigem_core.constants import PROPERTIES
-from unigem_core.metrics.reference import QM9Entry
+from unigem_core.metrics.lookup import QM9Entry, Similar
 
 GEOMETRY_BUILT = "built by RDKit, refined by the model"  # Prediction.geometry of a SMILES or 2D drawing
 GEOMETRY_BUILT_RAW = "built by RDKit"  # the same with refine_built=False
@@ -25,6 +25,7 @@ class Prediction:
     source: str = ""
     geometry: str = ""  # "given", or how it was built: GEOMETRY_BUILT (refined) or GEOMETRY_BUILT_RAW
     qm9: tuple[QM9Entry, ...] = ()  # QM9's molecules with this bond graph (with a lookup), by QM9 number
+    closest: Similar | None = None  # where QM9 does not hold it (with a lookup), the most similar QM9 molecule
 
 
 def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[dict]:
@@ -33,7 +34,8 @@ def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[
 
     qm9 (predictions made with a lookup) adds the first QM9 molecule with the record's bond graph: its number,
     split and DFT values ("qm9 gap [meV]"), and the numbers of any others ("qm9_others": stereoisomers, or
-    QM9's duplicates); empty where QM9 has none.
+    QM9's duplicates); empty where QM9 has none, where the most similar QM9 molecule and its Tanimoto
+    similarity stand instead ("qm9_closest", "qm9_closest_tanimoto").
     """
     rows = []
     for p in predictions:
@@ -43,7 +45,9 @@ def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[
         if qm9:
             first = p.qm9[0] if p.qm9 else None
             row.update({"qm9_number": first and first.number, "qm9_split": first.split if first else "",
-                        "qm9_others": " ".join(str(e.number) for e in p.qm9[1:])})
+                        "qm9_others": " ".join(str(e.number) for e in p.qm9[1:]),
+                        "qm9_closest": p.closest and p.closest.entry.number,
+                        "qm9_closest_tanimoto": p.closest and round(p.closest.tanimoto, 3)})
             for spec in PROPERTIES:
                 row[f"qm9 {spec.column}"] = first and first.properties[spec.key]
         row["error"] = p.error or ""

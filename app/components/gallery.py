@@ -14,11 +14,11 @@ import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
 from app.state import (PROPERTY_FORMATS, QM9_DFT, QM9_DFT_HELP, TYPICAL_ERROR, TYPICAL_ERROR_GENERATED_HELP,
-                       TYPICAL_ERROR_HELP, GenerationRun, describe_problems, generation_table, is_novel, kept_kind,
-                       named_molecules, property_columns, property_rows, qm9_note, to_csv)
+                       TYPICAL_ERROR_HELP, GenerationRun, closest_note, describe_problems, generation_table, is_novel,
+                       kept_kind, named_molecules, property_columns, property_rows, qm9_note, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
-from unigem_core.metrics import QM9Entry, QM9Lookup, ValenceProblem
+from unigem_core.metrics import QM9Entry, QM9Lookup, Similar, ValenceProblem
 
 if TYPE_CHECKING:
     from app.resources import QM9Reference
@@ -120,7 +120,7 @@ def _properties(properties: dict[str, float] | None, typical_error: dict[str, fl
 
 
 def _card(run: GenerationRun, i: int, typical_error: tuple[dict[str, float], str], known: frozenset[str] | None,
-          qm9: tuple[QM9Entry, ...]) -> None:
+          qm9: tuple[tuple[QM9Entry, ...], Similar | None]) -> None:
     g = run.molecules[i]
     with st.container(border=True):
         st.markdown(f"**#{i + 1} · {g.molecule.formula}** · {g.molecule.n_atoms} atoms · seed {g.seed}")
@@ -139,7 +139,11 @@ def _card(run: GenerationRun, i: int, typical_error: tuple[dict[str, float], str
             st.code(smiles, language=None, wrap_lines=True)
         else:
             st.caption("No SMILES: RDKit cannot sanitise this molecule.")
-        _properties(g.molecule.properties, *typical_error, qm9)
+        matches, near = qm9
+        if near is not None:
+            st.caption(closest_note(near), help="How much QM9 knows of molecules like this one: Tanimoto similarity "
+                       "of ECFP4 fingerprints (Morgan, radius 2) of the bond graphs, 1 for the same graph")
+        _properties(g.molecule.properties, *typical_error, matches)
         if g.trajectory is not None and st.button("Watch it form", icon=":material/play_circle:",
                                                   key=f"traj_{i}", width="stretch"):
             st.session_state[SELECTED] = i
@@ -171,11 +175,12 @@ def show_gallery(run: GenerationRun, typical_error: dict[str, float] | None = No
         page = st.segmented_control("Gallery page", list(range(1, pages + 1)), default=1, key="gen_page") or 1
     shown = indices[(page - 1) * GALLERY_PAGE: page * GALLERY_PAGE]
     matches = run.qm9(lookup) or [()] * len(run.molecules)
+    closest = run.closest(lookup) or [None] * len(run.molecules)
     error_help = TYPICAL_ERROR_GENERATED_HELP if generated_errors else TYPICAL_ERROR_HELP
     for row in range(0, len(shown), COLUMNS):
         for col, i in zip(st.columns(COLUMNS), shown[row:row + COLUMNS]):
             with col:
-                _card(run, i, (typical_error or {}, error_help), training_smiles, matches[i])
+                _card(run, i, (typical_error or {}, error_help), training_smiles, (matches[i], closest[i]))
     st.subheader("All properties")
     st.caption(", ".join(f"{p.key}: {p.label}" for p in PROPERTIES))
     st.dataframe(generation_table(run, indices, training_smiles, lookup), hide_index=True, width="stretch",

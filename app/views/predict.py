@@ -12,8 +12,8 @@ import streamlit as st
 
 from app import resources
 from app.components.viewer import show_molecule
-from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, property_columns, property_rows, qm9_agreement,
-                       qm9_note, reason, results_table, to_csv)
+from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, closest_note, property_columns, property_rows,
+                       qm9_agreement, qm9_note, reason, results_table, to_csv)
 from unigem_core import api
 from unigem_core.constants import MAX_ATOMS
 from unigem_core.io import parse_text, read_molecules
@@ -107,6 +107,8 @@ def _detail(run: PredictionRun) -> None:
         _built_geometry_note(from_smiles)
     if pred.qm9:
         st.caption(f":material/menu_book: {qm9_note(pred.qm9)} QM9's SMILES: `{pred.qm9[0].smiles}`.")
+    elif pred.closest is not None:
+        st.caption(closest_note(pred.closest))
     columns = property_columns(built_3d=bool(from_smiles))
     if rec.molecule.properties or pred.qm9:  # reference values and the differences need the page's width
         show_molecule(rec.molecule.symbols, rec.molecule.positions, height=320, title=label(k))

@@ -8,7 +8,8 @@ from unigem_core.metrics.rdkit_metrics import (
     graph_key,
     to_smiles,
 )
-from unigem_core.metrics.reference import QM9Entry, QM9Lookup, qm9_lookup, reference_molecules, training_smiles
+from unigem_core.metrics.lookup import QM9Entry, QM9Lookup, Similar, qm9_lookup
+from unigem_core.metrics.reference import reference_molecules, training_smiles
 from unigem_core.metrics.stability import ALLOWED_VALENCES, ValenceProblem, atom_stability, is_stable, valence_problems
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "MoleculeCheck",
     "QM9Entry",
     "QM9Lookup",
+    "Similar",
     "ValenceProblem",
     "atom_stability",
     "bond_order",

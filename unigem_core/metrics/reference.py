@@ -1,20 +1,16 @@
-"""QM9 as a reference: the training SMILES for novelty, real molecules for the "Data" row, and a lookup of any
-molecule's QM9 entries with their DFT values.
+"""QM9 as a reference: the training SMILES for novelty, real molecules for the "Data" row, and the strings by which
+qm9_lookup finds any molecule in QM9.
 
 Novelty (spec 8.3) compares generated SMILES with the SMILES of the 100,000 training molecules rebuilt from
 their *geometries* with the same bond rule, not with QM9's own SMILES column, so both sides are written the
-same way. The lookup (`QM9Lookup`) finds a molecule by its bond graph (`graph_key`: heavy atoms, no
-stereochemistry), under either of two keys per QM9 molecule: the graph its geometry gives under the bond rule
-and the graph of QM9's own SMILES, which differ for a few per cent of molecules (an aromatic ring read from
-bond lengths, a molecule whose bonds changed when DFT relaxed it). All three strings of every molecule are
-cached in one tab-separated file in the data directory (one line per molecule, in QM9's order); its name
-carries a version (bond rule and RDKit release), and a missing file is rebuilt (about two minutes on one core).
+same way. Beside that SMILES, every molecule has two bond-graph keys for the lookup (QM9Strings). All three
+strings of every molecule are cached in one tab-separated file in the data directory (one line per molecule,
+in QM9's order); its name carries a version (bond rule and RDKit release), and a missing file is rebuilt
+(about two minutes on one core).
 """
 from __future__ import annotations
 
 import os
-from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +27,6 @@ from unigem_core.molecule import Molecule
 # Bump when the bond rule or a SMILES convention changes. RDKit's canonical form can change
 # between releases, so its version is part of the key too.
 SMILES_CACHE_VERSION = f"v3-rdkit{rdkit.__version__}"
-SPLIT_NAMES = {"train": "training", "valid": "validation", "test": "test"}  # as a sentence names them
 
 
 def _molecules(arrays: QM9Arrays, rows: np.ndarray) -> list[Molecule]:
@@ -110,92 +105,3 @@ def training_smiles(data_dir: Path | None = None, progress: bool = True) -> set[
     """The training SMILES for novelty (spec 8.3): those of the valid molecules of the training split."""
     strings = qm9_strings(data_dir, progress)
     return {strings[r].smiles for r in split_indices(len(strings))["train"]} - {""}
-
-
-# --- the lookup ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class QM9Entry:
-    """One QM9 molecule that a lookup found: which one, in which split, and its DFT values."""
-
-    number: int  # QM9's own molecule index (1..133,885)
-    split: str  # "train", "valid" or "test" (spec 1's split)
-    smiles: str  # QM9's own SMILES
-    properties: dict[str, float]  # the twelve targets in reporting units
-
-    @property
-    def label(self) -> str:
-        """"QM9 #1234 (test split)"."""
-        return f"QM9 #{self.number} ({SPLIT_NAMES[self.split]} split)"
-
-
-class QM9Lookup:
-    """Finds a molecule's entries in QM9 by its bond graph (graph_key), whatever its geometry.
-
-    Built from one QM9Strings per molecule with its QM9 number, QM9's own SMILES, its targets (training units)
-    and its split; `training_smiles` is the novelty reference (spec 8.3) of the same rows.
-    """
-
-    def __init__(self, strings: list[QM9Strings], numbers: np.ndarray, given_smiles: np.ndarray, targets: np.ndarray,
-                 splits: list[str]):
-        if not len(strings) == len(numbers) == len(given_smiles) == len(targets) == len(splits):
-            raise ValueError("one QM9Strings, number, SMILES, target row and split per molecule")
-        self._numbers, self._given, self._splits = numbers, given_smiles, splits
-        self._targets = targets * np.array([p.report_scale for p in PROPERTIES])  # [M, 12] reporting units
-        self._rows: dict[str, list[int]] = defaultdict(list)
-        for r, s in enumerate(strings):
-            for key in {s.geometry_key, s.given_key} - {""}:
-                self._rows[key].append(r)
-        self.training_smiles = frozenset(s.smiles for s, split in zip(strings, splits) if split == "train" and s.smiles)
-
-    def find_keys(self, keys: Iterable[str | None]) -> list[QM9Entry]:
-        """The entries under any of these graph keys, by QM9 number."""
-        rows = sorted({r for key in keys if key for r in self._rows.get(key, ())}, key=lambda r: self._numbers[r])
-        return [QM9Entry(int(self._numbers[r]), self._splits[r], str(self._given[r]),
-                         {p.key: float(v) for p, v in zip(PROPERTIES, self._targets[r])}) for r in rows]
-
-    def find(self, molecule: Molecule) -> list[QM9Entry]:
-        """QM9's molecules with this molecule's bond graph: the graph its geometry gives under the bond rule
-        (spec 8.1; exactly these atoms: one fragment, no hydrogen missing), or the graph its input declared
-        (Molecule.bond_graph: a SMILES, an SDF's bonds)."""
-        geometry = graph_key(build_rdkit_mol(molecule.symbols, molecule.positions), exact=True)
-        return self.find_keys([geometry, molecule.bond_graph])
-
-
-def qm9_lookup(data_dir: Path | None = None, progress: bool = True) -> QM9Lookup:
-    """The lookup over all of QM9 (the SMILES cache is built first when missing: minutes, once per machine)."""
-    strings = qm9_strings(data_dir, progress)
-    arrays = load_qm9(data_dir, progress=progress)
-    splits = [""] * len(arrays)
-    for name, rows in split_indices(len(arrays)).items():
-        for r in rows:
-            splits[r] = name
-    return QM9Lookup(strings, arrays.index, arrays.smiles, arrays.targets, splits)
-
-
-def qm9_comparison(molecules: list[Molecule], lookup: QM9Lookup) -> dict:
-    """How many generated molecules QM9 holds, and how far their predicted properties lie from QM9's DFT values.
-
-    A generated molecule whose bond graph QM9 holds has a DFT answer: its properties at QM9's optimised geometry
-    (the first entry by QM9 number where there are several). The predictions were read from the generated
-    geometry, so the errors mix the property head's error with the generated geometry's distance from QM9's.
-    `in_qm9` and `in_training_split` are shares of the valid molecules (spec 8.3); `mae_vs_dft` is over all
-    molecules found, `mae_vs_dft_unseen` over those found only outside the training split, whose values the
-    model never saw. Reporting units; None where nothing was found.
-    """
-    valid = [m for m in molecules if smiles_of_mol(build_rdkit_mol(m.symbols, m.positions)) is not None]
-    found = [(m, lookup.find(m)) for m in valid]
-    found = [(m, entries) for m, entries in found if entries and m.properties]
-    unseen = [(m, entries) for m, entries in found if all(e.split != "train" for e in entries)]
-
-    def mae(pairs) -> dict[str, float] | None:
-        if not pairs:
-            return None
-        errors = np.array([[m.properties[p.key] - entries[0].properties[p.key] for p in PROPERTIES]
-                           for m, entries in pairs])  # [n, 12]
-        return {p.key: float(v) for p, v in zip(PROPERTIES, np.abs(errors).mean(0))}
-
-    share = (lambda k: k / len(valid)) if valid else (lambda k: None)
-    return {"n_valid": len(valid), "in_qm9": share(len(found)), "in_training_split": share(len(found) - len(unseen)),
-            "n_compared": len(found), "mae_vs_dft": mae(found),
-            "n_unseen": len(unseen), "mae_vs_dft_unseen": mae(unseen)}

@@ -1,4 +1,5 @@
-"""Generation metrics of the paper (spec 8): bond orders, stability, RDKit validity/uniqueness/novelty."""
+"""Generation metrics of the paper (spec 8): bond orders, stability, RDKit validity/uniqueness/novelty; and QM9 as
+a reference: its molecules found by bond graph or similarity, with their DFT values (lookup)."""
 from unigem_core.metrics.bonds import bond_order, bond_order_matrix
 from unigem_core.metrics.rdkit_metrics import (
     MoleculeCheck,

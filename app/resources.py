@@ -64,7 +64,7 @@ class QM9Reference:
     hold it?) and the lookup of any molecule's QM9 entries with their DFT values (metrics.QM9Lookup).
 
     Read in a background thread from the cache file that `unigem evaluate` also uses (built there first
-    when missing: once per machine, about three minutes on one core), so no page waits for it.
+    when missing: once per machine, about two minutes on one core), so no page waits for it.
     """
 
     def __init__(self, load: Callable[[], QM9Lookup]):

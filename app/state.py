@@ -15,6 +15,7 @@ import pandas as pd
 
 from unigem_core.constants import PROPERTIES
 from unigem_core.metrics import QM9Entry, QM9Lookup, Similar, ValenceProblem, to_smiles, valence_problems
+from unigem_core.metrics.lookup import dft_errors
 from unigem_core.molecule import GeneratedMolecule, Molecule, Record
 from unigem_core.prediction import Prediction, predictions_table
 from unigem_core.targets import PropertyRange
@@ -114,9 +115,9 @@ class GenerationRun:
         if lookup is None:
             return None
         if self.qm9_source != id(lookup):
-            self.qm9_matches = [tuple(lookup.find(g.molecule)) if g.valid else () for g in self.molecules]
-            self.qm9_closest = [next(iter(lookup.closest(g.molecule)), None) if g.valid and not found else None
-                                for g, found in zip(self.molecules, self.qm9_matches)]
+            answers = [lookup.match(g.molecule) if g.valid else ([], None) for g in self.molecules]
+            self.qm9_matches = [tuple(entries) for entries, _ in answers]
+            self.qm9_closest = [near for _, near in answers]
             self.qm9_source = id(lookup)
         return self.qm9_matches
 
@@ -215,13 +216,14 @@ def results_table(run: PredictionRun, dft: bool = False) -> pd.DataFrame:
     the prediction was made with QM9's lookup), then the twelve properties; dft (for the CSV) adds that QM9
     molecule's DFT values ("qm9 gap [meV]", as `unigem predict --qm9` writes them)."""
     rows = []
-    for rec, pred, row in zip(run.records, run.predictions, predictions_table(run.predictions, qm9=run.with_qm9)):
+    answers = predictions_table(run.predictions, qm9=dft and run.with_qm9)  # QM9 columns only for the CSV
+    for rec, pred, row in zip(run.records, run.predictions, answers):
         error, warnings = row.pop("error"), row.pop("warnings")
         status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
         atoms = row.pop("n_atoms") or None  # 0 means the record was never read
         qm9 = {"QM9": qm9_label(pred.qm9), "closest in QM9": closest_label(pred.closest)} if run.with_qm9 else {}
-        values = {key: row.pop(key) for key in [k for k in row if k.startswith("qm9")]}  # number, split, DFT values
-        values = {key: value for key, value in values.items() if dft and key.startswith("qm9 ")}
+        values = {key: row.pop(key) for key in [k for k in row if k.startswith("qm9")]}  # with dft: number, split, ...
+        values = {key: value for key, value in values.items() if key.startswith("qm9 ")}  # ... keep the DFT values
         rows.append({"source": rec.source or "", "record": rec.index, "name": row.pop("name"), "status": status,
                      "formula": row.pop("formula"), **qm9, "atoms": atoms, "geometry": row.pop("geometry"), **row,
                      **values})
@@ -232,18 +234,14 @@ def qm9_agreement(predictions: list[Prediction]) -> tuple[pd.DataFrame, int, int
     """How close the predictions of the records QM9 holds came to its DFT values: a table of the mean absolute
     difference per property, over all of them and over those outside QM9's training split (whose values the
     model never saw), with the two counts; None when no predicted record is in QM9."""
-    found = [p for p in predictions if p.qm9 and p.properties]
-    if not found:
+    errors = dft_errors([(p.properties, p.qm9) for p in predictions if p.qm9 and p.properties])
+    if not errors["n_compared"]:
         return None
-    unseen = [p for p in found if all(e.split != "train" for e in p.qm9)]
-
-    def mae(group: list, key: str) -> float | None:
-        return sum(abs(p.properties[key] - p.qm9[0].properties[key]) for p in group) / len(group) if group else None
-
+    unseen = errors["mae_vs_dft_unseen"] or {}
     table = pd.DataFrame([{"Property": p.label, "Symbol": p.key, "Unit": p.report_unit,
-                           "All found (MAE)": mae(found, p.key), "Outside training split (MAE)": mae(unseen, p.key)}
-                          for p in PROPERTIES])
-    return table, len(found), len(unseen)
+                           "All found (MAE)": errors["mae_vs_dft"][p.key],
+                           "Outside training split (MAE)": unseen.get(p.key)} for p in PROPERTIES])
+    return table, errors["n_compared"], errors["n_unseen"]
 
 
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,

@@ -54,8 +54,8 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
                 good.append((p, rec.molecule))
                 p.warnings += tuple(domain_warnings(rec.molecule.symbols))
                 if lookup is not None:
-                    p.qm9 = tuple(lookup.find(rec.molecule))
-                    p.closest = None if p.qm9 else next(iter(lookup.closest(rec.molecule)), None)
+                    entries, p.closest = lookup.match(rec.molecule)
+                    p.qm9 = tuple(entries)
             except MoleculeInputError as exc:
                 p.error = str(exc)
         preds.append(p)

@@ -99,14 +99,22 @@ class QM9Lookup:
         """QM9's molecules with this molecule's bond graph: the graph its geometry gives under the bond rule
         (spec 8.1; exactly these atoms: one fragment, no hydrogen missing), or the graph its input declared
         (Molecule.bond_graph: a SMILES, an SDF's bonds)."""
-        geometry = graph_key(build_rdkit_mol(molecule.symbols, molecule.positions), exact=True)
-        return self.find_keys([geometry, molecule.bond_graph])
+        return self.match(molecule)[0]
 
     def closest(self, molecule: Molecule, k: int = 1) -> list[Similar]:
         """The k QM9 molecules most similar to this one (Tanimoto of ECFP4), most similar first; [] when the
         lookup has no fingerprints or the molecule has no readable bond graph (its declared one, else the one
         its geometry gives)."""
-        key = molecule.bond_graph or graph_key(build_rdkit_mol(molecule.symbols, molecule.positions))
+        return self._closest_to(_keys(molecule)[1], k)
+
+    def match(self, molecule: Molecule) -> tuple[list[QM9Entry], Similar | None]:
+        """find's entries, and where there are none, the most similar QM9 molecule (closest); the molecule's
+        geometry is read once for both."""
+        exact, graph = _keys(molecule)
+        entries = self.find_keys([exact, molecule.bond_graph])
+        return entries, None if entries else next(iter(self._closest_to(graph, 1)), None)
+
+    def _closest_to(self, key: str | None, k: int) -> list[Similar]:
         query = fingerprint(key) if key and self._bits is not None else None
         if query is None:
             return []
@@ -115,6 +123,32 @@ class QM9Lookup:
         tanimoto = common / np.maximum(self._counts + np.bitwise_count(q).sum() - common, 1)
         rows = np.argsort(-tanimoto, kind="stable")[:k]  # ties: the lower QM9 row first
         return [Similar(float(tanimoto[r]), self._entry(int(r))) for r in rows]
+
+
+def _keys(molecule: Molecule) -> tuple[str | None, str | None]:
+    """(the graph_key of exactly the molecule's atoms as its geometry reads, the bond graph to rank similarity by:
+    the declared one, else the one its geometry gives)."""
+    mol = build_rdkit_mol(molecule.symbols, molecule.positions)
+    exact = graph_key(mol, exact=True)
+    return exact, molecule.bond_graph or exact or graph_key(mol)
+
+
+def dft_errors(pairs: list[tuple[dict[str, float], tuple[QM9Entry, ...]]]) -> dict:
+    """Predicted properties against QM9's DFT values, one (predictions, entries found) pair per molecule QM9 holds:
+    the mean absolute difference from the first entry over all of them ("mae_vs_dft") and over those found only
+    outside the training split ("mae_vs_dft_unseen", values the model never saw), with the two counts; None where
+    there are none. Reporting units."""
+    unseen = [(predicted, entries) for predicted, entries in pairs if all(e.split != "train" for e in entries)]
+
+    def mae(group) -> dict[str, float] | None:
+        if not group:
+            return None
+        errors = np.array([[predicted[p.key] - entries[0].properties[p.key] for p in PROPERTIES]
+                           for predicted, entries in group])  # [n, 12]
+        return {p.key: float(v) for p, v in zip(PROPERTIES, np.abs(errors).mean(0))}
+
+    return {"n_compared": len(pairs), "mae_vs_dft": mae(pairs),
+            "n_unseen": len(unseen), "mae_vs_dft_unseen": mae(unseen)}
 
 
 def fingerprints_cache_path(data_dir: Path | None = None) -> Path:
@@ -160,18 +194,8 @@ def qm9_comparison(molecules: list[Molecule], lookup: QM9Lookup) -> dict:
     model never saw. Reporting units; None where nothing was found.
     """
     valid = [m for m in molecules if smiles_of_mol(build_rdkit_mol(m.symbols, m.positions)) is not None]
-    found = [(m, lookup.find(m)) for m in valid]
-    found = [(m, entries) for m, entries in found if entries and m.properties]
-    unseen = [(m, entries) for m, entries in found if all(e.split != "train" for e in entries)]
-
-    def mae(pairs) -> dict[str, float] | None:
-        if not pairs:
-            return None
-        errors = np.array([[m.properties[p.key] - entries[0].properties[p.key] for p in PROPERTIES]
-                           for m, entries in pairs])  # [n, 12]
-        return {p.key: float(v) for p, v in zip(PROPERTIES, np.abs(errors).mean(0))}
-
+    found = [(m.properties, entries) for m in valid if m.properties and (entries := tuple(lookup.find(m)))]
+    errors = dft_errors(found)
     share = (lambda k: k / len(valid)) if valid else (lambda k: None)
-    return {"n_valid": len(valid), "in_qm9": share(len(found)), "in_training_split": share(len(found) - len(unseen)),
-            "n_compared": len(found), "mae_vs_dft": mae(found),
-            "n_unseen": len(unseen), "mae_vs_dft_unseen": mae(unseen)}
+    return {"n_valid": len(valid), "in_qm9": share(len(found)),
+            "in_training_split": share(len(found) - errors["n_unseen"]), **errors}

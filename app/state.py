@@ -156,6 +156,7 @@ class PredictionRun:
 PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p in PROPERTIES}
 
 
+LOWEST, HIGHEST = "Lowest conformer", "Highest conformer"  # property_rows: the range over a molecule's conformers
 TYPICAL_ERROR = "Typical error"  # the column of property_rows that holds the model's test MAE
 TYPICAL_ERROR_HELP = ("The model's mean absolute error for this property on the 13,083 molecules of the QM9 test "
                       "split (Model page): how far off a prediction typically is")
@@ -164,8 +165,10 @@ TYPICAL_ERROR_GENERATED_HELP = ("The model's mean absolute error for this proper
                                  "geometry against QM9's DFT value (Model page). Larger than at DFT geometries: a "
                                  "generated geometry is not a DFT optimum")
 TYPICAL_ERROR_BUILT_HELP = ("The model's mean absolute error for this property on the QM9 test split's molecules "
-                            "rebuilt from their SMILES as this one was (RDKit ETKDG + MMFF, refined by the model; Model "
-                            "page): larger than at the DFT geometries the model learnt from")
+                            "rebuilt from their SMILES as this one was (RDKit conformers, refined by the model, "
+                            "their predictions averaged; Model page): larger than at the DFT geometries the model "
+                            "learnt from")
+PREDICTED_BUILT_HELP = "The mean of the predictions for the conformers RDKit built, each refined by the model"
 
 
 QM9_DFT = "QM9 (DFT)"  # the column of property_rows that holds QM9's value for the same molecule
@@ -214,9 +217,10 @@ def reason(error: str) -> str:
 def results_table(run: PredictionRun, dft: bool = False) -> pd.DataFrame:
     """One row per record: where it came from, its status, identity, the QM9 molecule with its bond graph (when
     the prediction was made with QM9's lookup), then the twelve properties; dft (for the CSV) adds that QM9
-    molecule's DFT values ("qm9 gap [meV]", as `unigem predict --qm9` writes them)."""
+    molecule's DFT values ("qm9 gap [meV]", as `unigem predict --qm9` writes them) and each property's range over
+    a built molecule's conformers ("min gap [meV]", "max gap [meV]", as `unigem predict --ranges`)."""
     rows = []
-    answers = predictions_table(run.predictions, qm9=dft and run.with_qm9)  # QM9 columns only for the CSV
+    answers = predictions_table(run.predictions, qm9=dft and run.with_qm9, ranges=dft)  # QM9's, ranges: the CSV
     for rec, pred, row in zip(run.records, run.predictions, answers):
         error, warnings = row.pop("error"), row.pop("warnings")
         status = f"refused: {reason(error)}" if error else ("predicted" + (f" ({warnings})" if warnings else ""))
@@ -245,18 +249,23 @@ def qm9_agreement(predictions: list[Prediction]) -> tuple[pd.DataFrame, int, int
 
 
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
-                  in_file: dict[str, float] | None = None, qm9: dict[str, float] | None = None) -> pd.DataFrame:
+                  in_file: dict[str, float] | None = None, qm9: dict[str, float] | None = None,
+                  ranges: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """The twelve properties of one molecule as a small table: property, predicted value, unit.
 
     `typical_error` (the model card's test-split MAE per property) adds how far off a prediction
     typically is; `in_file` (values read from the input's SD tags) adds them and the prediction's
     difference from them, so a chemist who knows the answer sees at once how close the model came;
-    `qm9` (QM9Entry.properties of the same molecule) adds QM9's DFT values and the difference from them.
+    `qm9` (QM9Entry.properties of the same molecule) adds QM9's DFT values and the difference from them;
+    `ranges` (Prediction.ranges of a molecule built as several conformers, whose mean `properties` holds) adds the
+    lowest and highest value over them.
     """
     rows = []
     for p in PROPERTIES:
         value = None if properties is None else properties.get(p.key)
         row = {"Property": p.label, "Symbol": p.key, "Predicted": value}
+        if ranges:
+            row[LOWEST], row[HIGHEST] = ranges.get(p.key, (None, None))
         if typical_error:
             row[TYPICAL_ERROR] = typical_error.get(p.key)
         row["Unit"] = p.report_unit
@@ -278,7 +287,9 @@ def property_columns(built_3d: bool = False) -> dict:
     import streamlit as st
 
     number = st.column_config.NumberColumn
-    return {"Predicted": number(format="%.6g"),
+    return {"Predicted": number(format="%.6g", help=PREDICTED_BUILT_HELP if built_3d else None),
+            LOWEST: number(format="%.6g", help="The lowest value predicted for one of the molecule's conformers"),
+            HIGHEST: number(format="%.6g", help="The highest value predicted for one of the molecule's conformers"),
             TYPICAL_ERROR: number(format="%.3g", help=TYPICAL_ERROR_BUILT_HELP if built_3d else TYPICAL_ERROR_HELP),
             "In file": number(format="%.6g", help="The value given in the uploaded file's SD tags"),
             "Difference": number(format="%.3g", help="Predicted minus the value in the file"),

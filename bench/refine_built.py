@@ -37,7 +37,7 @@ def main() -> None:
     kept, built = [], []
     for i in range(min(args.n, len(data))):
         try:
-            built.append(read_smiles(str(data.smiles[i])))
+            built.append(read_smiles(str(data.smiles[i]), conformers=1))  # one conformer: refinement alone
             kept.append(i)
         except MoleculeInputError:
             continue

@@ -528,7 +528,7 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
 
 
 def test_property_rows_show_typical_error_and_the_files_own_values():
-    from app.state import TYPICAL_ERROR, property_rows
+    from app.state import HIGHEST, LOWEST, TYPICAL_ERROR, property_rows
 
     predicted = {p.key: float(i) for i, p in enumerate(PROPERTIES)}
     plain = property_rows(predicted)
@@ -543,6 +543,9 @@ def test_property_rows_show_typical_error_and_the_files_own_values():
     with_qm9 = property_rows(predicted, qm9={"gap": 6900.0}).set_index("Symbol")
     assert list(with_qm9.columns) == ["Property", "Predicted", "Unit", "QM9 (DFT)", "vs QM9"]
     assert with_qm9.loc["gap", "vs QM9"] == predicted["gap"] - 6900.0 and with_qm9["vs QM9"].isna().sum() == 11
+    ranged = property_rows(predicted, ranges={p.key: (v - 1.0, v + 2.0) for p, v in zip(PROPERTIES, range(12))})
+    assert list(ranged.columns) == ["Property", "Symbol", "Predicted", LOWEST, HIGHEST, "Unit"]
+    assert ranged[LOWEST].tolist() == [v - 1.0 for v in range(12)] and ranged[HIGHEST].tolist()[3] == 5.0
 
 
 def test_typical_errors_come_from_the_card(monkeypatch, tmp_path):
@@ -604,6 +607,32 @@ def test_a_typed_smiles_gets_the_typical_errors_of_built_geometries(monkeypatch,
     at.button(key="pred_go").click().run()
     assert f"off by {built['gap']:.0f} meV" in at.info[0].value
     assert at.dataframe[1].value[TYPICAL_ERROR].tolist() == [built[p.key] for p in PROPERTIES]
+
+
+def test_a_flexible_smiles_shows_the_range_over_its_conformers():
+    """Glycerol's dipole hangs on its conformer: the detail shows the mean with the lowest and highest conformer,
+    the CSV the same, and one conformer (faster) shows none."""
+    from app.state import HIGHEST, LOWEST, results_table
+
+    at = start("views/predict.py")
+    at.text_area(key="pred_smiles").input("OCC(O)CO glycerol")
+    at.button(key="pred_go").click().run()
+    assert not at.exception, at.exception
+    run = at.session_state["prediction_run"]
+    conformers = run.predictions[0].conformers
+    assert conformers > 1 and at.dataframe[0].value["conformers"].tolist() == [conformers]
+    assert f"as {conformers} conformers" in at.info[0].value
+    detail = next(d.value for d in at.dataframe if LOWEST in d.value.columns).set_index("Symbol")
+    assert (detail[LOWEST] <= detail["Predicted"] + 1e-9).all()
+    assert (detail["Predicted"] <= detail[HIGHEST] + 1e-9).all()
+    assert detail.loc["mu", HIGHEST] - detail.loc["mu", LOWEST] > 0.3
+    csv = results_table(run, dft=True)
+    assert csv["min mu [D]"].iloc[0] == detail.loc["mu", LOWEST] and "min mu [D]" not in at.dataframe[0].value
+
+    at.number_input(key="pred_conformers").set_value(1)
+    at.button(key="pred_go").click().run()
+    assert at.session_state["prediction_run"].predictions[0].conformers == 1
+    assert not any(LOWEST in d.value.columns for d in at.dataframe) and "ETKDG conformer" in at.info[0].value
 
 
 def test_predict_without_input_says_so():

@@ -2,6 +2,8 @@
 geometries nearly alone, and is what Predict applies to the molecules RDKit built (and only to those)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,25 @@ def test_predict_refines_only_the_geometries_rdkit_built(engine):
     assert refined.properties != pytest.approx(plain.properties, rel=1e-4)
 
 
+def test_a_built_molecule_gets_the_mean_and_range_over_its_conformers(engine):
+    glycerol = read_smiles("OCC(O)CO", name="glycerol")
+    given = Molecule(glycerol.symbols, glycerol.positions, name="given")  # its first conformer, from a file
+    built, single = api.predict_records(engine, [Record(1, "glycerol", glycerol), Record(2, "given", given)])
+    each = api.predict_properties(engine, api.refine_geometries(
+        engine, [replace(glycerol, positions=x, conformers=None) for x in glycerol.conformers]))
+    assert built.conformers == len(glycerol.conformers) > 1 and single.conformers == 1 and single.ranges is None
+    for key, value in built.properties.items():
+        values = [e[key] for e in each]
+        assert value == pytest.approx(np.mean(values), rel=1e-4, abs=1e-6)
+        assert built.ranges[key] == pytest.approx((min(values), max(values)), rel=1e-4, abs=1e-6)
+    low, high = built.ranges["mu"]
+    assert high - low > 0.3  # the dipole hangs on the conformer (measured: 1.3 to 3.5 D)
+    rows = api.predictions_table([built, single], ranges=True)
+    assert rows[0]["conformers"] == built.conformers and rows[1]["conformers"] == 1
+    assert (rows[0]["min mu [D]"], rows[0]["max mu [D]"]) == (low, high) and rows[1]["min mu [D]"] is None
+    assert "min mu [D]" not in api.predictions_table([built])[0]
+
+
 def test_refinement_checks_its_arguments(engine):
     with pytest.raises(ValueError, match="1 <= steps <= t_from"):
         api.refine_geometries(engine, [read_smiles("C")], t_from=2, steps=3)
@@ -72,3 +93,22 @@ def test_cli_predict_refines_unless_told_not_to(engine, tmp_path):
     raw = api.predict_properties(engine, [read_smiles("CCO")])[0]
     assert float(rows[True]["gap [meV]"]) == pytest.approx(raw["gap"], rel=1e-6)
     assert float(rows[False]["gap [meV]"]) != pytest.approx(raw["gap"], rel=1e-6)
+
+
+def test_cli_predict_conformers_and_ranges(tmp_path):
+    import csv
+
+    from unigem_core.cli import main
+
+    smiles = tmp_path / "m.smi"
+    smiles.write_text("OCC(O)CO glycerol\n")
+    rows = {}
+    for k in (1, 4):
+        out = tmp_path / f"p{k}.csv"
+        assert main(["predict", str(smiles), "--out", str(out), "--conformers", str(k), "--ranges"]) == 0
+        rows[k] = next(csv.DictReader(open(out)))
+    assert rows[1]["conformers"] == "1" and rows[1]["min mu [D]"] == ""
+    assert 1 < int(rows[4]["conformers"]) <= 4
+    assert float(rows[4]["min mu [D]"]) <= float(rows[4]["mu [D]"]) <= float(rows[4]["max mu [D]"])
+    with pytest.raises(SystemExit):
+        main(["predict", str(smiles), "--out", str(tmp_path / "x.csv"), "--conformers", "0"])

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rdkit import Chem
+from rdkit.Chem import AllChem
 
+from unigem_core.constants import CONFORMERS
 from unigem_core.io import (
     FLAT_WARNING,
     molecule_to_rdkit,
@@ -211,6 +213,26 @@ def test_read_smiles_builds_a_sensible_reproducible_ethanol():
     d = lambda i, j: np.linalg.norm(ethanol.positions[i] - ethanol.positions[j])  # noqa: E731
     assert d(0, 1) == pytest.approx(1.51, abs=0.03) and d(1, 2) == pytest.approx(1.42, abs=0.03)
     np.testing.assert_array_equal(read_smiles("CCO").positions, ethanol.positions)  # fixed seed
+
+
+def test_a_flexible_smiles_is_built_as_its_conformers_lowest_energy_first():
+    """mu and r2 hang on the conformer, so a SMILES gets several (api.predict_molecules averages over them)."""
+    glycerol = read_smiles("OCC(O)CO")
+    assert 2 <= len(glycerol.conformers) <= CONFORMERS
+    np.testing.assert_array_equal(glycerol.positions, glycerol.conformers[0])
+    assert not np.allclose(glycerol.conformers[0], glycerol.conformers[1])  # RDKit's seed 0 made them all alike
+    rdkit_mol = Chem.AddHs(Chem.MolFromSmiles("OCC(O)CO"))  # the atoms in read_smiles's order
+    AllChem.EmbedMolecule(rdkit_mol, randomSeed=1)  # a force field needs a conformer; CalcEnergy takes others
+    field = AllChem.MMFFGetMoleculeForceField(rdkit_mol, AllChem.MMFFGetMoleculeProperties(rdkit_mol))
+    energies = [field.CalcEnergy(x.ravel().tolist()) for x in glycerol.conformers]
+    assert energies == sorted(energies)
+    np.testing.assert_array_equal(read_smiles("OCC(O)CO").conformers, glycerol.conformers)  # fixed seed
+    one = read_smiles("OCC(O)CO", conformers=1)
+    assert one.conformers is None and len(one.geometries) == 1
+    assert read_smiles("CCO").conformers is None  # every embedding of ethanol is one heavy-atom conformer
+    assert len(parse_text("OCC(O)CO", "smiles", conformers=3)[0].molecule.geometries) <= 3
+    with pytest.raises(ValueError, match="at least 1"):
+        parse_text("CCO", conformers=0)
 
 
 def test_built_geometries_are_marked_and_a_strained_cage_still_embeds():

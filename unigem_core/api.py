@@ -7,11 +7,12 @@ touch torch. The work lives in `engine` (the loaded model, property prediction) 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
-from unigem_core.constants import PROPERTIES
+from unigem_core.constants import CONFORMERS, PROPERTIES
 from unigem_core.device import resolve_device, set_cpu_threads
 from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
@@ -25,11 +26,11 @@ from unigem_core.targets import PropertyRange, parse_range
 
 GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or conformers built from QM9's SMILES
 
-__all__ = ["DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
+__all__ = ["CONFORMERS", "DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
            "evaluate_loss", "evaluate_properties", "evaluate_reference", "generate", "generate_valid", "load_model",
-           "model_card", "parse_range", "predict_properties", "predict_records", "predictions_table",
-           "PropertyRange", "QM9Entry", "QM9Lookup", "qm9_lookup", "refine_geometries", "resolve_device",
-           "set_cpu_threads", "to_report_units"]
+           "model_card", "parse_range", "predict_molecules", "predict_properties", "predict_records",
+           "predictions_table", "PropertyRange", "QM9Entry", "QM9Lookup", "qm9_lookup", "refine_geometries", "resolve_device",
+           "Range", "set_cpu_threads", "to_report_units"]
 
 
 def predict_records(engine: Engine, records: list[Record], refine_built: bool = True,
@@ -37,8 +38,9 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
     """One Prediction per record, in input order; refused records keep their message, the rest are predicted
     (with the reader's warnings, and one where the molecule is larger than any in QM9).
 
-    A geometry RDKit built from bonds (a SMILES, a 2D drawing; Molecule.built_3d) is first refined by the
-    model's denoiser (engine.refine_geometries) unless refine_built is False; given geometries are read as they are.
+    A molecule RDKit built from bonds (a SMILES, a 2D drawing; Molecule.built_3d) is predicted on each of its
+    conformers, refined by the model's denoiser unless refine_built is False, and gets their mean with the range
+    (predict_molecules); given geometries are read as they are.
     With a lookup (qm9_lookup()), each predicted record also gets the QM9 molecules with its bond graph, whose
     DFT values are the kind of answer the model learnt to give, or where QM9 has none, the most similar one.
     """
@@ -60,20 +62,39 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
                 p.error = str(exc)
         preds.append(p)
     if good:
-        for (p, _), props in zip(good, predict_properties(engine, as_predicted([m for _, m in good], engine,
-                                                                               refine_built))):
-            p.properties = props
+        molecules = [m for _, m in good]
+        for (p, mol), (props, ranges) in zip(good, predict_molecules(engine, molecules, refine_built)):
+            p.properties, p.ranges, p.conformers = props, ranges, len(mol.geometries)
     return preds
 
 
-def as_predicted(molecules: list[Molecule], engine: Engine, refine_built: bool = True) -> list[Molecule]:
-    """The molecules as the property head reads them: built geometries refined (engine.refine_geometries)."""
-    built = [k for k, m in enumerate(molecules) if m.built_3d] if refine_built else []
-    if not built:
-        return molecules
-    out = list(molecules)
-    for k, mol in zip(built, refine_geometries(engine, [molecules[k] for k in built])):
-        out[k] = mol
+Range = dict[str, tuple[float, float]]  # property key -> (lowest, highest) over a molecule's conformers
+
+
+def predict_molecules(engine: Engine, molecules: list[Molecule], refine_built: bool = True,
+                      batch_size: int = 128) -> list[tuple[dict[str, float], Range | None]]:
+    """Each molecule's properties as Predict gives them, with their range over its conformers (None for one).
+
+    A molecule RDKit built from bonds is predicted on every conformer it was built with (Molecule.conformers),
+    each first moved towards the DFT geometries the model learnt (engine.refine_geometries) unless refine_built is
+    False, and gets the plain mean: a property that hangs on the conformer (mu, r2) has no one right answer
+    without QM9's own conformer, and the mean came closer to QM9's values than the lowest-energy conformer
+    or a Boltzmann weighting (bench/NOTES.md). A given geometry is read as it is.
+    """
+    geometries = [replace(mol, positions=positions, conformers=None) for mol in molecules
+                  for positions in mol.geometries]
+    built = [j for j, m in enumerate(geometries) if m.built_3d] if refine_built else []
+    if built:
+        for j, mol in zip(built, refine_geometries(engine, [geometries[j] for j in built], batch_size=batch_size)):
+            geometries[j] = mol
+    keys = [p.key for p in PROPERTIES]
+    values = np.array([[p[key] for key in keys] for p in predict_properties(engine, geometries, batch_size)])
+    out, start = [], 0
+    for mol in molecules:
+        mine = values[start:start + len(mol.geometries)]  # [conformers, 12]
+        start += len(mine)
+        ranges = {key: (float(lo), float(hi)) for key, lo, hi in zip(keys, mine.min(0), mine.max(0))}
+        out.append((dict(zip(keys, map(float, mine.mean(0)))), ranges if len(mine) > 1 else None))
     return out
 
 
@@ -131,15 +152,16 @@ def evaluate_loss(engine: Engine, limit: int | None = None, precision: str = "au
 
 
 def evaluate_properties(engine: Engine, split: str = "test", limit: int | None = None, batch_size: int = 256,
-                        geometry: str = "qm9") -> dict:
+                        geometry: str = "qm9", conformers: int = CONFORMERS) -> dict:
     """Mean absolute error of all twelve targets on a QM9 split, in reporting units (spec 7 and 14).
 
     geometry "qm9" reads each molecule at its DFT geometry, as the published tables do. "smiles" asks what
     a user who types a SMILES gets: each molecule is rebuilt from QM9's SMILES exactly as the Predict page
-    and `unigem predict` build one (RDKit ETKDG + MMFF, then refined by the model: as_predicted), and its
-    predictions are compared with QM9's values; `mae_unrefined` gives the errors on RDKit's geometry as it
-    is, `mae_qm9_geometry` the same molecules' errors at their DFT geometry, and `n_refused` counts those
-    RDKit could not build.
+    and `unigem predict` build one (`conformers` RDKit conformers, ETKDG + MMFF, each refined by the model and
+    their predictions averaged: predict_molecules), and its predictions are compared with QM9's values;
+    `mae_unrefined` gives the errors on RDKit's conformers as they are, `mae_qm9_geometry` the same molecules'
+    errors at their DFT geometry, `n_refused` counts those RDKit could not build and `conformers_mean` the
+    conformers per molecule (near-duplicates pruned).
     """
     from unigem_core.data.qm9 import load_split, symbols_of
     from unigem_core.io import read_smiles
@@ -154,7 +176,7 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
         kept = []  # positions in rows of the molecules RDKit built with the same atoms
         for k, i in enumerate(rows):
             try:
-                candidate = read_smiles(str(data.smiles[i]))
+                candidate = read_smiles(str(data.smiles[i]), conformers=conformers)
             except MoleculeInputError:
                 continue
             if sorted(candidate.symbols) == sorted(mols[k].symbols):  # the same atoms, whatever their order
@@ -165,15 +187,16 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
     scale = np.array([p.report_scale for p in PROPERTIES])
     truth = data.targets[rows] * scale
 
-    def mae(molecules: list[Molecule]) -> dict[str, float]:
-        predicted = np.array([[p[s.key] for s in PROPERTIES] for p in predict_properties(engine, molecules,
-                                                                                          batch_size=batch_size)])
+    def mae(molecules: list[Molecule], refine_built: bool = True) -> dict[str, float]:
+        answers = predict_molecules(engine, molecules, refine_built, batch_size=batch_size)
+        predicted = np.array([[props[s.key] for s in PROPERTIES] for props, _ in answers])
         return {p.key: float(v) for p, v in zip(PROPERTIES, np.abs(predicted - truth).mean(0))}
 
     result = {"split": split, "geometry": geometry, "n_property_molecules": int(len(rows))}
     if geometry == "smiles":
-        result.update(n_refused=refused, mae=mae(as_predicted(built, engine)), mae_unrefined=mae(built),
-                      mae_qm9_geometry=mae(mols))
+        result.update(n_refused=refused, conformers=conformers,
+                      conformers_mean=round(float(np.mean([len(m.geometries) for m in built])), 2) if built else 0.0,
+                      mae=mae(built), mae_unrefined=mae(built, refine_built=False), mae_qm9_geometry=mae(mols))
     else:
         result["mae"] = mae(mols)
     result["units"] = {p.key: p.report_unit for p in PROPERTIES}

@@ -151,7 +151,8 @@ def cmd_evaluate(args) -> int:
         if args.loss:
             result.update(api.evaluate_loss(engine, limit=args.limit, precision=args.precision))
         if args.properties:
-            result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit, geometry=args.geometry))
+            result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit, geometry=args.geometry,
+                                                  conformers=args.conformers))
         result.update({k: v for k, v in engine.info.items() if v is not None})  # step, epoch of the weights
     result["command"] = args.command_line
     if not args.reference:
@@ -189,11 +190,11 @@ def cmd_predict(args) -> int:
     for path in args.files:
         if not path.exists():
             raise CLIError(f"{path}: no such file")
-        records += read_molecules(path.read_bytes(), filename=path.name)
+        records += read_molecules(path.read_bytes(), filename=path.name, conformers=args.conformers)
     engine = api.load_model(args.checkpoint, args.device)
     lookup = api.qm9_lookup() if args.qm9 else None
     predictions = api.predict_records(engine, records, refine_built=not args.no_refine, lookup=lookup)
-    rows = api.predictions_table(predictions, qm9=args.qm9)
+    rows = api.predictions_table(predictions, qm9=args.qm9, ranges=args.ranges)
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, list(rows[0]) if rows else ["name", "error"])
         writer.writeheader()

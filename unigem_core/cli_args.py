@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unigem_core.constants import STEP_SPACING
+from unigem_core.constants import CONFORMERS, STEP_SPACING
 from unigem_core.precision import CHOICES as PRECISIONS
 
 
@@ -34,6 +34,19 @@ def _add_steps_args(p: argparse.ArgumentParser) -> None:
 def _add_precision_arg(p: argparse.ArgumentParser, work: str = "sampling") -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS, help=f"{work} in bf16 or fp32; auto (default): "
                    "bf16 where the hardware has it (AVX512-BF16, AMX, a recent GPU), else fp32")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_conformers_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--conformers", type=_positive_int, default=CONFORMERS,
+                   help="conformers RDKit builds for a molecule given by its bonds (a SMILES, a 2D drawing); its "
+                   f"properties are their mean (default {CONFORMERS}; 1 is about 10x faster and less accurate)")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -106,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--geometry", default="qm9", choices=["qm9", "smiles"],
                    help="with --properties: each molecule at its DFT geometry (qm9), or rebuilt from QM9's SMILES by "
                    "RDKit (ETKDG + MMFF) as the Predict page builds a typed SMILES (smiles)")
+    _add_conformers_arg(p)
     p.add_argument("--limit", type=int, default=None,
                    help="property MAE (and --loss) on the first LIMIT molecules of their split only")
     p.add_argument("--loss", action="store_true",
@@ -138,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "2D drawing) as they are, without the model's refinement (three denoising steps from t = 30)")
     p.add_argument("--qm9", action="store_true", help="add the QM9 molecule with each record's bond graph: its number, "
                    "split and DFT values (the index of QM9 is built on first use: minutes, once per machine)")
+    p.add_argument("--ranges", action="store_true", help="add each property's lowest and highest value over a built "
+                   "molecule's conformers (columns 'min ...', 'max ...')")
+    _add_conformers_arg(p)
     _add_model_args(p)
 
     p = sub.add_parser("app", help="start the Streamlit app")

@@ -75,3 +75,8 @@ PUBLISHED_EGNN_MAE = {"mu": 0.029, "alpha": 0.071, "homo": 29.0, "lumo": 25.0, "
 # shipped model's molecule stability from 55 % to 63 % and validity from 81 % to 87 % (bench/NOTES.md,
 # "Step spacing"). The full T-step sampler does not use it.
 STEP_SPACING = 3.0
+
+# Conformers RDKit builds for a molecule given by its bonds (a SMILES, a 2D drawing; io.domain.embed_3d), whose
+# predictions are averaged (api.predict_molecules): QM9 molecules' properties from their SMILES came 3-22 %
+# closer to QM9's values with 20 conformers than with one (bench/NOTES.md, "Conformers of built geometries").
+CONFORMERS = 20

@@ -168,4 +168,4 @@ def refine_geometries(engine: Engine, molecules: list[Molecule], t_from: int = R
             z = remove_mean(alpha_s * x0 + sigma_s * eps, mask)
         for row, i in enumerate(idx):
             refined[i] = x0[row, :molecules[i].n_atoms].double().cpu().numpy()
-    return [replace(mol, positions=refined[i]) for i, mol in enumerate(molecules)]
+    return [replace(mol, positions=refined[i], conformers=None) for i, mol in enumerate(molecules)]

@@ -48,12 +48,24 @@ class Molecule:
     properties: dict[str, float] | None = None  # property key -> value in reporting units (constants.PROPERTIES)
     built_3d: bool = False  # coordinates built by RDKit from bonds (ETKDG + MMFF: a SMILES, a 2D drawing), not given
     bond_graph: str | None = None  # the bonds the input declared or RDKit read (metrics.graph_key); None if none
+    # [k, n, 3]: every conformer RDKit built for a built molecule, lowest force-field energy first (positions is
+    # the first); None where the molecule has its one geometry
+    conformers: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.symbols = tuple(self.symbols)
         self.positions = np.asarray(self.positions, dtype=np.float64).reshape(-1, 3)
         if len(self.symbols) != len(self.positions):
             raise ValueError(f"{len(self.symbols)} symbols but {len(self.positions)} positions")
+        if self.conformers is not None:
+            self.conformers = np.asarray(self.conformers, dtype=np.float64)
+            if self.conformers.ndim != 3 or self.conformers.shape[1:] != self.positions.shape:
+                raise ValueError(f"conformers of shape {self.conformers.shape} for {self.n_atoms} atoms")
+
+    @property
+    def geometries(self) -> list[np.ndarray]:
+        """Each geometry of the molecule: its conformers, or its one set of positions."""
+        return [self.positions] if self.conformers is None else list(self.conformers)
 
     @property
     def n_atoms(self) -> int:

@@ -19,7 +19,9 @@ class Prediction:
     name: str
     formula: str = ""
     n_atoms: int = 0
-    properties: dict[str, float] | None = None
+    properties: dict[str, float] | None = None  # a built molecule's: the mean over its conformers
+    ranges: dict[str, tuple[float, float]] | None = None  # (lowest, highest) over the conformers, where several
+    conformers: int = 0  # geometries the properties were read from: 1 for a given geometry, 0 if refused
     error: str | None = None
     warnings: tuple[str, ...] = ()
     source: str = ""
@@ -28,9 +30,10 @@ class Prediction:
     closest: Similar | None = None  # where QM9 does not hold it (with a lookup), the most similar QM9 molecule
 
 
-def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[dict]:
-    """Rows for CSV and the app's table: name, formula, n_atoms, geometry, one column per property (with unit),
-    error, warnings.
+def predictions_table(predictions: list[Prediction], qm9: bool = False, ranges: bool = False) -> list[dict]:
+    """Rows for CSV and the app's table: name, formula, n_atoms, geometry, conformers, one column per property
+    (with unit), error, warnings. ranges adds each property's lowest and highest value over a built molecule's
+    conformers ("min gap [meV]", "max gap [meV]"; empty for a single geometry).
 
     qm9 (predictions made with a lookup) adds the first QM9 molecule with the record's bond graph: its number,
     split and DFT values ("qm9 gap [meV]"), and the numbers of any others ("qm9_others": stereoisomers, or
@@ -39,9 +42,14 @@ def predictions_table(predictions: list[Prediction], qm9: bool = False) -> list[
     """
     rows = []
     for p in predictions:
-        row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms, "geometry": p.geometry}
+        row = {"name": p.name, "formula": p.formula, "n_atoms": p.n_atoms, "geometry": p.geometry,
+               "conformers": p.conformers or None}
         for spec in PROPERTIES:
             row[spec.column] = None if p.properties is None else p.properties[spec.key]
+        if ranges:
+            for spec in PROPERTIES:
+                low, high = p.ranges[spec.key] if p.ranges else (None, None)
+                row[f"min {spec.column}"], row[f"max {spec.column}"] = low, high
         if qm9:
             first = p.qm9[0] if p.qm9 else None
             row.update({"qm9_number": first and first.number, "qm9_split": first.split if first else "",

@@ -292,7 +292,8 @@ def render() -> None:
     st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3,
                  column_config={"this model (MAE)": number(format="%.4g", help="At QM9's DFT geometries"),
                                 FROM_SMILES: number(format="%.4g", help="The same test molecules rebuilt from QM9's "
-                                                    "SMILES by RDKit (ETKDG + MMFF) and refined by the model, as the "
+                                                    "SMILES by RDKit (conformers from ETKDG + MMFF, each refined by "
+                                                    "the model, their predictions averaged), as the "
                                                     "Predict page treats a typed SMILES"),
                                 GENERATED: number(format="%.4g", help="Generated molecules whose bond graph QM9 holds "
                                                   "outside its training split: the predictions from the generated "

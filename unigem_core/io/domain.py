@@ -10,7 +10,7 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem
 
-from unigem_core.constants import ELEMENTS
+from unigem_core.constants import CONFORMERS, ELEMENTS
 from unigem_core.metrics.rdkit_metrics import graph_key
 from unigem_core.molecule import Molecule, MoleculeInputError, check_domain
 
@@ -21,6 +21,7 @@ BUILT_3D = "unigem_built_3d"  # set on an RDKit molecule whose coordinates embed
 # CC12CCC1C1CC2O1 (a QM9 test molecule) or OC1CC23CC(C12)C3=O embed only with a higher iteration limit. Of
 # QM9's first 1,000 validation molecules, 9 failed the first two tries and 5 fail all of them.
 EMBED_ATTEMPTS = ((False, 0), (True, 0), (False, 5000), (True, 5000))
+PRUNE_RMS = 0.1  # A, heavy atoms: ETKDG embeddings closer than this to one kept count as that one
 
 
 def check_composition(mol: Chem.Mol) -> list[str]:
@@ -38,11 +39,21 @@ def check_composition(mol: Chem.Mol) -> list[str]:
 
 
 def checked_molecule(mol: Chem.Mol) -> Molecule:
-    """The final geometry: finite coordinates and no two atoms on top of each other."""
+    """The final geometry: finite coordinates and no two atoms on top of each other. A molecule embed_3d built
+    keeps all its conformers (Molecule.conformers); any other is read at its first conformer."""
     check_composition(mol)
     if mol.GetNumConformers() == 0:
         raise MoleculeInputError("has no coordinates")
-    positions = mol.GetConformer().GetPositions()  # [n, 3]
+    built = mol.HasProp(BUILT_3D) and mol.GetBoolProp(BUILT_3D)
+    conformers = [c.GetPositions() for c in mol.GetConformers()] if built else [mol.GetConformer().GetPositions()]
+    for positions in conformers:  # [n, 3]
+        _check_positions(positions)
+    return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), conformers[0], built_3d=built,
+                    bond_graph=graph_key(mol, exact=True) if mol.GetNumBonds() else None,
+                    conformers=np.stack(conformers) if len(conformers) > 1 else None)
+
+
+def _check_positions(positions: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
     if bad.size:
         raise MoleculeInputError(f"atom {bad[0] + 1} has non-finite coordinates")
@@ -51,27 +62,33 @@ def checked_molecule(mol: Chem.Mol) -> Molecule:
     if close.size:
         i, j = close[0]
         raise MoleculeInputError(f"atoms {i + 1} and {j + 1} overlap ({distances[i, j]:.3f} A apart)")
-    return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), positions,
-                    built_3d=mol.HasProp(BUILT_3D) and mol.GetBoolProp(BUILT_3D),
-                    bond_graph=graph_key(mol, exact=True) if mol.GetNumBonds() else None)
 
 
-def embed_3d(mol: Chem.Mol, seed: int) -> Chem.Mol:
-    """A 3D conformer with explicit H: ETKDGv3 with a fixed seed, relaxed with MMFF94 (UFF where MMFF lacks parameters)."""
+def embed_3d(mol: Chem.Mol, seed: int, conformers: int = CONFORMERS) -> Chem.Mol:
+    """Up to `conformers` 3D conformers with explicit H, lowest energy first: ETKDGv3 embeddings from a fixed seed
+    (near-duplicates pruned), each relaxed with MMFF94 (UFF where MMFF lacks parameters)."""
     mol = Chem.AddHs(mol)
     for random_coords, iterations in EMBED_ATTEMPTS:
         params = AllChem.ETKDGv3()
-        params.randomSeed = seed
+        params.randomSeed = seed + 1  # under randomSeed 0, RDKit 2026.09 embeds every conformer alike (measured)
+        params.pruneRmsThresh = PRUNE_RMS
         params.useRandomCoords = random_coords
         params.maxIterations = iterations
-        if AllChem.EmbedMolecule(mol, params) == 0:
+        if len(AllChem.EmbedMultipleConfs(mol, conformers, params)):
             break
     else:
         raise MoleculeInputError("could not build a 3D conformer")
     if AllChem.MMFFHasAllMoleculeParams(mol):
-        AllChem.MMFFOptimizeMolecule(mol, maxIters=2000)
+        energies = [e for _, e in AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)]
     elif AllChem.UFFHasAllMoleculeParams(mol):
-        AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
+        energies = [e for _, e in AllChem.UFFOptimizeMoleculeConfs(mol, maxIters=2000)]
+    else:
+        energies = [0.0] * mol.GetNumConformers()
+    conformers = list(mol.GetConformers())
+    ordered = [Chem.Conformer(conformers[k]) for k in np.argsort(energies, kind="stable")]
+    mol.RemoveAllConformers()
+    for conformer in ordered:
+        mol.AddConformer(conformer, assignId=True)
     mol.SetBoolProp(BUILT_3D, True)
     return mol
 

@@ -6,13 +6,15 @@ from functools import partial
 
 from rdkit import Chem, rdBase
 
+from unigem_core.constants import CONFORMERS
 from unigem_core.io.domain import check_composition, embed_3d
 from unigem_core.io.records import rdkit_reason, record
 from unigem_core.molecule import MoleculeInputError, Record
 
 
-def read_smiles_lines(text: str, source: str) -> Iterator[Record]:
-    """One SMILES per line, optionally followed by a name; '#' lines and a 'smiles ...' header are skipped."""
+def read_smiles_lines(text: str, source: str, conformers: int = CONFORMERS) -> Iterator[Record]:
+    """One SMILES per line, optionally followed by a name; '#' lines and a 'smiles ...' header are skipped.
+    Each gets `conformers` 3D conformers (embed_3d)."""
     k = 0
     for line in text.split("\n"):
         fields = line.split(maxsplit=1)
@@ -21,10 +23,10 @@ def read_smiles_lines(text: str, source: str) -> Iterator[Record]:
         k += 1
         smiles = fields[0]
         name = fields[1].strip() if len(fields) > 1 else smiles
-        yield record(k, name, source, partial(smiles_to_mol, smiles, 0))
+        yield record(k, name, source, partial(smiles_to_mol, smiles, 0, conformers))
 
 
-def smiles_to_mol(smiles: str, seed: int) -> tuple[Chem.Mol, list[str]]:
+def smiles_to_mol(smiles: str, seed: int, conformers: int = CONFORMERS) -> tuple[Chem.Mol, list[str]]:
     if not smiles:
         raise MoleculeInputError("empty SMILES")
     with rdBase.CaptureErrorLog() as log:
@@ -32,4 +34,4 @@ def smiles_to_mol(smiles: str, seed: int) -> tuple[Chem.Mol, list[str]]:
     if mol is None:
         raise MoleculeInputError(f"could not parse SMILES {smiles[:60]!r} ({rdkit_reason(log)})")
     warnings = check_composition(mol)
-    return embed_3d(mol, seed), warnings
+    return embed_3d(mol, seed, conformers), warnings

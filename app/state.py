@@ -157,6 +157,7 @@ PROPERTY_FORMATS = {p.column: "%.1f" if p.report_unit == "meV" else "%.4g" for p
 
 
 LOWEST, HIGHEST = "Lowest conformer", "Highest conformer"  # property_rows: the range over a molecule's conformers
+THIS_CONFORMER = "This conformer"  # property_rows: the values of the conformer in the viewer
 TYPICAL_ERROR = "Typical error"  # the column of property_rows that holds the model's test MAE
 TYPICAL_ERROR_HELP = ("The model's mean absolute error for this property on the 13,083 molecules of the QM9 test "
                       "split (Model page): how far off a prediction typically is")
@@ -250,7 +251,8 @@ def qm9_agreement(predictions: list[Prediction]) -> tuple[pd.DataFrame, int, int
 
 def property_rows(properties: dict[str, float] | None, typical_error: dict[str, float] | None = None,
                   in_file: dict[str, float] | None = None, qm9: dict[str, float] | None = None,
-                  ranges: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
+                  ranges: dict[str, tuple[float, float]] | None = None,
+                  conformer: dict[str, float] | None = None) -> pd.DataFrame:
     """The twelve properties of one molecule as a small table: property, predicted value, unit.
 
     `typical_error` (the model card's test-split MAE per property) adds how far off a prediction
@@ -258,7 +260,7 @@ def property_rows(properties: dict[str, float] | None, typical_error: dict[str, 
     difference from them, so a chemist who knows the answer sees at once how close the model came;
     `qm9` (QM9Entry.properties of the same molecule) adds QM9's DFT values and the difference from them;
     `ranges` (Prediction.ranges of a molecule built as several conformers, whose mean `properties` holds) adds the
-    lowest and highest value over them.
+    lowest and highest value over them, and `conformer` (one of Prediction.by_conformer) that conformer's values.
     """
     rows = []
     for p in PROPERTIES:
@@ -266,6 +268,8 @@ def property_rows(properties: dict[str, float] | None, typical_error: dict[str, 
         row = {"Property": p.label, "Symbol": p.key, "Predicted": value}
         if ranges:
             row[LOWEST], row[HIGHEST] = ranges.get(p.key, (None, None))
+        if conformer:
+            row[THIS_CONFORMER] = conformer.get(p.key)
         if typical_error:
             row[TYPICAL_ERROR] = typical_error.get(p.key)
         row["Unit"] = p.report_unit
@@ -290,6 +294,7 @@ def property_columns(built_3d: bool = False) -> dict:
     return {"Predicted": number(format="%.6g", help=PREDICTED_BUILT_HELP if built_3d else None),
             LOWEST: number(format="%.6g", help="The lowest value predicted for one of the molecule's conformers"),
             HIGHEST: number(format="%.6g", help="The highest value predicted for one of the molecule's conformers"),
+            THIS_CONFORMER: number(format="%.6g", help="The prediction for the conformer in the viewer"),
             TYPICAL_ERROR: number(format="%.3g", help=TYPICAL_ERROR_BUILT_HELP if built_3d else TYPICAL_ERROR_HELP),
             "In file": number(format="%.6g", help="The value given in the uploaded file's SD tags"),
             "Difference": number(format="%.3g", help="Predicted minus the value in the file"),

@@ -85,7 +85,7 @@ def main() -> None:
     flat = [Molecule(m.symbols, x, built_3d=True) for m in ensembles for x in m.geometries]
     bounds = np.cumsum([0, *counts])
     for refined in (False, True):
-        row("one conformer", refined, np.array([[p[k] for k in keys] for p, _ in api.predict_molecules(
+        row("one conformer", refined, np.array([[each[0][k] for k in keys] for each in api.predict_molecules(
             engine, single, refine_built=refined)]))
         each = _values(api.predict_properties(engine, api.refine_geometries(engine, flat) if refined else flat), keys)
         per = [each[a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # [conformers, 12] per molecule

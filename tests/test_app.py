@@ -528,7 +528,7 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
 
 
 def test_property_rows_show_typical_error_and_the_files_own_values():
-    from app.state import HIGHEST, LOWEST, TYPICAL_ERROR, property_rows
+    from app.state import HIGHEST, LOWEST, THIS_CONFORMER, TYPICAL_ERROR, property_rows
 
     predicted = {p.key: float(i) for i, p in enumerate(PROPERTIES)}
     plain = property_rows(predicted)
@@ -546,6 +546,9 @@ def test_property_rows_show_typical_error_and_the_files_own_values():
     ranged = property_rows(predicted, ranges={p.key: (v - 1.0, v + 2.0) for p, v in zip(PROPERTIES, range(12))})
     assert list(ranged.columns) == ["Property", "Symbol", "Predicted", LOWEST, HIGHEST, "Unit"]
     assert ranged[LOWEST].tolist() == [v - 1.0 for v in range(12)] and ranged[HIGHEST].tolist()[3] == 5.0
+    one = property_rows(predicted, ranges={"mu": (0.0, 1.0)}, conformer={"mu": 0.5}).set_index("Symbol")
+    assert list(one.columns) == ["Property", "Predicted", LOWEST, HIGHEST, THIS_CONFORMER, "Unit"]
+    assert one.loc["mu", THIS_CONFORMER] == 0.5 and one[THIS_CONFORMER].isna().sum() == 11
 
 
 def test_typical_errors_come_from_the_card(monkeypatch, tmp_path):
@@ -611,8 +614,8 @@ def test_a_typed_smiles_gets_the_typical_errors_of_built_geometries(monkeypatch,
 
 def test_a_flexible_smiles_shows_the_range_over_its_conformers():
     """Glycerol's dipole hangs on its conformer: the detail shows the mean with the lowest and highest conformer,
-    the CSV the same, and one conformer (faster) shows none."""
-    from app.state import HIGHEST, LOWEST, results_table
+    and any one conformer in the viewer with its own values; the CSV the range; one conformer (faster) none."""
+    from app.state import HIGHEST, LOWEST, THIS_CONFORMER, results_table
 
     at = start("views/predict.py")
     at.text_area(key="pred_smiles").input("OCC(O)CO glycerol")
@@ -626,6 +629,10 @@ def test_a_flexible_smiles_shows_the_range_over_its_conformers():
     assert (detail[LOWEST] <= detail["Predicted"] + 1e-9).all()
     assert (detail["Predicted"] <= detail[HIGHEST] + 1e-9).all()
     assert detail.loc["mu", HIGHEST] - detail.loc["mu", LOWEST] > 0.3
+    assert detail[THIS_CONFORMER].tolist() == [run.predictions[0].by_conformer[0][p.key] for p in PROPERTIES]
+    at.slider(key="pred_conformer_0").set_value(conformers).run()  # the last conformer
+    last = next(d.value for d in at.dataframe if LOWEST in d.value.columns)
+    assert last[THIS_CONFORMER].tolist() == [run.predictions[0].by_conformer[-1][p.key] for p in PROPERTIES]
     csv = results_table(run, dft=True)
     assert csv["min mu [D]"].iloc[0] == detail.loc["mu", LOWEST] and "min mu [D]" not in at.dataframe[0].value
 

@@ -21,16 +21,17 @@ from unigem_core.generation import generate, generate_valid
 from unigem_core.metrics.lookup import QM9Entry, QM9Lookup, qm9_lookup
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
-from unigem_core.prediction import GEOMETRY_BUILT, GEOMETRY_BUILT_RAW, Prediction, predictions_table
+from unigem_core.prediction import (GEOMETRY_BUILT, GEOMETRY_BUILT_RAW, Prediction, mean_properties,
+                                   predictions_table)
 from unigem_core.targets import PropertyRange, parse_range
 
 GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or conformers built from QM9's SMILES
 
 __all__ = ["CONFORMERS", "DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction", "evaluate_generation",
            "evaluate_loss", "evaluate_properties", "evaluate_reference", "generate", "generate_valid", "load_model",
-           "model_card", "parse_range", "predict_molecules", "predict_properties", "predict_records",
+           "mean_properties", "model_card", "parse_range", "predict_molecules", "predict_properties", "predict_records",
            "predictions_table", "PropertyRange", "QM9Entry", "QM9Lookup", "qm9_lookup", "refine_geometries", "resolve_device",
-           "Range", "set_cpu_threads", "to_report_units"]
+           "set_cpu_threads", "to_report_units"]
 
 
 def predict_records(engine: Engine, records: list[Record], refine_built: bool = True,
@@ -63,23 +64,21 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
         preds.append(p)
     if good:
         molecules = [m for _, m in good]
-        for (p, mol), (props, ranges) in zip(good, predict_molecules(engine, molecules, refine_built)):
-            p.properties, p.ranges, p.conformers = props, ranges, len(mol.geometries)
+        for (p, _), each in zip(good, predict_molecules(engine, molecules, refine_built)):
+            p.properties, p.conformers = mean_properties(each), len(each)
+            p.by_conformer = tuple(each) if len(each) > 1 else ()
     return preds
 
 
-Range = dict[str, tuple[float, float]]  # property key -> (lowest, highest) over a molecule's conformers
-
-
 def predict_molecules(engine: Engine, molecules: list[Molecule], refine_built: bool = True,
-                      batch_size: int = 128) -> list[tuple[dict[str, float], Range | None]]:
-    """Each molecule's properties as Predict gives them, with their range over its conformers (None for one).
+                      batch_size: int = 128) -> list[list[dict[str, float]]]:
+    """Each molecule's properties on each of its geometries: one for a given geometry, one per conformer (in the
+    order of Molecule.conformers) for a molecule RDKit built from bonds.
 
-    A molecule RDKit built from bonds is predicted on every conformer it was built with (Molecule.conformers),
-    each first moved towards the DFT geometries the model learnt (engine.refine_geometries) unless refine_built is
-    False, and gets the plain mean: a property that hangs on the conformer (mu, r2) has no one right answer
-    without QM9's own conformer, and the mean came closer to QM9's values than the lowest-energy conformer
-    or a Boltzmann weighting (bench/NOTES.md). A given geometry is read as it is.
+    A built conformer is first moved towards the DFT geometries the model learnt (engine.refine_geometries) unless
+    refine_built is False. Predict reports the plain mean over them (mean_properties): a property that hangs on
+    the conformer (mu, r2) has no one right answer without QM9's own conformer, and the mean came closer to QM9's
+    values than the lowest-energy conformer or a Boltzmann weighting (bench/NOTES.md).
     """
     geometries = [replace(mol, positions=positions, conformers=None) for mol in molecules
                   for positions in mol.geometries]
@@ -93,8 +92,7 @@ def predict_molecules(engine: Engine, molecules: list[Molecule], refine_built: b
     for mol in molecules:
         mine = values[start:start + len(mol.geometries)]  # [conformers, 12]
         start += len(mine)
-        ranges = {key: (float(lo), float(hi)) for key, lo, hi in zip(keys, mine.min(0), mine.max(0))}
-        out.append((dict(zip(keys, map(float, mine.mean(0)))), ranges if len(mine) > 1 else None))
+        out.append([dict(zip(keys, map(float, row))) for row in mine])
     return out
 
 
@@ -188,8 +186,8 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
     truth = data.targets[rows] * scale
 
     def mae(molecules: list[Molecule], refine_built: bool = True) -> dict[str, float]:
-        answers = predict_molecules(engine, molecules, refine_built, batch_size=batch_size)
-        predicted = np.array([[props[s.key] for s in PROPERTIES] for props, _ in answers])
+        answers = [mean_properties(each) for each in predict_molecules(engine, molecules, refine_built, batch_size)]
+        predicted = np.array([[props[s.key] for s in PROPERTIES] for props in answers])
         return {p.key: float(v) for p, v in zip(PROPERTIES, np.abs(predicted - truth).mean(0))}
 
     result = {"split": split, "geometry": geometry, "n_property_molecules": int(len(rows))}

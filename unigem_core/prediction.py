@@ -19,8 +19,8 @@ class Prediction:
     name: str
     formula: str = ""
     n_atoms: int = 0
-    properties: dict[str, float] | None = None  # a built molecule's: the mean over its conformers
-    ranges: dict[str, tuple[float, float]] | None = None  # (lowest, highest) over the conformers, where several
+    properties: dict[str, float] | None = None  # a molecule built as several conformers: the mean over them
+    by_conformer: tuple[dict[str, float], ...] = ()  # where several: each conformer's (Molecule.conformers order)
     conformers: int = 0  # geometries the properties were read from: 1 for a given geometry, 0 if refused
     error: str | None = None
     warnings: tuple[str, ...] = ()
@@ -28,6 +28,19 @@ class Prediction:
     geometry: str = ""  # "given", or how it was built: GEOMETRY_BUILT (refined) or GEOMETRY_BUILT_RAW
     qm9: tuple[QM9Entry, ...] = ()  # QM9's molecules with this bond graph (with a lookup), by QM9 number
     closest: Similar | None = None  # where QM9 does not hold it (with a lookup), the most similar QM9 molecule
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float]] | None:
+        """Each property's (lowest, highest) value over the conformers; None for a single geometry."""
+        if len(self.by_conformer) < 2:
+            return None
+        return {key: (min(c[key] for c in self.by_conformer), max(c[key] for c in self.by_conformer))
+                for key in self.by_conformer[0]}
+
+
+def mean_properties(each: list[dict[str, float]]) -> dict[str, float]:
+    """The mean of each property over a molecule's geometries (api.predict_molecules gives one dict per geometry)."""
+    return {key: sum(e[key] for e in each) / len(each) for key in each[0]}
 
 
 def predictions_table(predictions: list[Prediction], qm9: bool = False, ranges: bool = False) -> list[dict]:
@@ -46,9 +59,10 @@ def predictions_table(predictions: list[Prediction], qm9: bool = False, ranges: 
                "conformers": p.conformers or None}
         for spec in PROPERTIES:
             row[spec.column] = None if p.properties is None else p.properties[spec.key]
+        spread = p.ranges if ranges else None
         if ranges:
             for spec in PROPERTIES:
-                low, high = p.ranges[spec.key] if p.ranges else (None, None)
+                low, high = spread[spec.key] if spread else (None, None)
                 row[f"min {spec.column}"], row[f"max {spec.column}"] = low, high
         if qm9:
             first = p.qm9[0] if p.qm9 else None

@@ -71,7 +71,7 @@ def _inputs() -> tuple[list, str, str, int]:
                                    height=200, placeholder=SMILES_EXAMPLE, key="pred_smiles",
                                    help="3D conformers are built with RDKit (ETKDG, then MMFF), hydrogens included, "
                                         "each refined by the model's denoiser; the properties are their mean.")
-    conformers = st.number_input(
+    conformers = st.columns([1, 3])[0].number_input(
         "Conformers per built molecule", min_value=1, max_value=MAX_CONFORMERS, value=CONFORMERS, key="pred_conformers",
         help="For a SMILES or a 2D drawing: how many conformers RDKit builds (near-duplicates dropped). The "
              f"predictions are their mean, and the record's detail shows their range. {CONFORMERS} came closer to "
@@ -108,22 +108,29 @@ def _detail(run: PredictionRun) -> None:
     k = st.selectbox("Record", good, format_func=label, key="pred_pick")
     rec, pred = run.records[k], run.predictions[k]
     from_smiles = resources.typical_errors(built_3d=True) if rec.molecule.built_3d else {}
-    table = property_rows(pred.properties, from_smiles or resources.typical_errors(), rec.molecule.properties,
-                          pred.qm9[0].properties if pred.qm9 else None, pred.ranges)
     if rec.molecule.built_3d:
         _built_geometry_note(from_smiles, pred.conformers)
     if pred.qm9:
         st.caption(f":material/menu_book: {qm9_note(pred.qm9)} QM9's SMILES: `{pred.qm9[0].smiles}`.")
     elif pred.closest is not None:
         st.caption(closest_note(pred.closest))
+    positions, title, conformer = rec.molecule.positions, label(k), None
+    if pred.by_conformer:  # one of them in the viewer, with its own predictions in the table
+        j = st.slider("Conformer (1: lowest MMFF energy)", 1, len(pred.by_conformer), 1, key=f"pred_conformer_{k}",
+                      help="The viewer shows this conformer as RDKit built it; the table adds the model's "
+                           "predictions for it (read after its refinement)")
+        positions, conformer = rec.molecule.conformers[j - 1], pred.by_conformer[j - 1]
+        title = f"{title} · conformer {j}"
+    table = property_rows(pred.properties, from_smiles or resources.typical_errors(), rec.molecule.properties,
+                          pred.qm9[0].properties if pred.qm9 else None, pred.ranges, conformer)
     columns = property_columns(built_3d=bool(from_smiles))
     if rec.molecule.properties or pred.qm9:  # reference values and the differences need the page's width
-        show_molecule(rec.molecule.symbols, rec.molecule.positions, height=320, title=label(k))
+        show_molecule(rec.molecule.symbols, positions, height=320, title=title)
         st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=columns)
         return
     left, right = st.columns([2, 3], gap="large")
     with left:
-        show_molecule(rec.molecule.symbols, rec.molecule.positions, height=380, title=label(k))
+        show_molecule(rec.molecule.symbols, positions, height=380, title=title)
     with right:
         st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=columns)
 
@@ -142,7 +149,7 @@ def _built_geometry_note(from_smiles: dict[str, float], conformers: int) -> None
         size = " The typical errors below were measured at DFT geometries, so they understate this one's."
     if conformers > 1:
         built = (f"RDKit built this geometry from the bonds as {conformers} conformers (ETKDG, MMFF force field; the "
-                 "viewer shows the one of lowest MMFF energy), not a DFT optimisation like QM9's. The model moves each "
+                 "slider picks the one in the viewer), not a DFT optimisation like QM9's. The model moves each "
                  "towards the DFT geometries it learnt (three denoising steps from t = 30) and the values are their "
                  "mean; a wide range between the lowest and highest conformer (the dipole moment, the spatial extent "
                  "r2) means the answer hangs on which conformer the molecule takes.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -150,6 +150,24 @@ class PredictionRun:
     @property
     def n_refused(self) -> int:
         return sum(p.error is not None for p in self.predictions)
+
+    def molecules(self) -> list[Molecule]:
+        """Every predicted record as molecules carrying their predictions, for an SDF: a given geometry once, a
+        molecule built as several conformers once per conformer ("glycerol, conformer 3 of 12", with that
+        conformer's own predictions; the table holds their mean)."""
+        out = []
+        for rec, pred in zip(self.records, self.predictions):
+            if pred.properties is None:
+                continue
+            mol = rec.molecule
+            if not pred.by_conformer:
+                out.append(replace(mol, name=pred.name, properties=pred.properties, conformers=None))
+                continue
+            n = len(pred.by_conformer)
+            out += [replace(mol, name=f"{pred.name}, conformer {j + 1} of {n}", positions=positions,
+                            properties=values, conformers=None)
+                    for j, (positions, values) in enumerate(zip(mol.conformers, pred.by_conformer))]
+        return out
 
 
 # printf formats of the property columns: energies in meV to 0.1 meV, the rest to four significant digits.

@@ -616,6 +616,7 @@ def test_a_flexible_smiles_shows_the_range_over_its_conformers():
     """Glycerol's dipole hangs on its conformer: the detail shows the mean with the lowest and highest conformer,
     and any one conformer in the viewer with its own values; the CSV the range; one conformer (faster) none."""
     from app.state import HIGHEST, LOWEST, THIS_CONFORMER, results_table
+    from unigem_core.io import read_molecules, to_sdf
 
     at = start("views/predict.py")
     at.text_area(key="pred_smiles").input("OCC(O)CO glycerol")
@@ -635,10 +636,17 @@ def test_a_flexible_smiles_shows_the_range_over_its_conformers():
     assert last[THIS_CONFORMER].tolist() == [run.predictions[0].by_conformer[-1][p.key] for p in PROPERTIES]
     csv = results_table(run, dft=True)
     assert csv["min mu [D]"].iloc[0] == detail.loc["mu", LOWEST] and "min mu [D]" not in at.dataframe[0].value
+    sdf = read_molecules(to_sdf(run.molecules()).encode(), "p.sdf")  # every conformer, with its own predictions
+    assert [r.name for r in sdf] == [f"glycerol, conformer {j} of {conformers}" for j in range(1, conformers + 1)]
+    each = run.predictions[0].by_conformer
+    assert [r.molecule.properties["mu"] for r in sdf] == pytest.approx([c["mu"] for c in each])
 
     at.number_input(key="pred_conformers").set_value(1)
     at.button(key="pred_go").click().run()
-    assert at.session_state["prediction_run"].predictions[0].conformers == 1
+    single = at.session_state["prediction_run"]
+    assert single.predictions[0].conformers == 1
+    [mol] = single.molecules()
+    assert mol.name == "glycerol" and mol.properties == single.predictions[0].properties
     assert not any(LOWEST in d.value.columns for d in at.dataframe) and "ETKDG conformer" in at.info[0].value
 
 

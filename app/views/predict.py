@@ -16,7 +16,7 @@ from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, closest_note
                        qm9_agreement, qm9_note, reason, results_table, to_csv)
 from unigem_core import api
 from unigem_core.constants import CONFORMERS, MAX_ATOMS
-from unigem_core.io import parse_text, read_molecules
+from unigem_core.io import parse_text, read_molecules, to_sdf
 from unigem_core.molecule import Record
 
 FILE_TYPES = ["xyz", "sdf", "sd", "mol", "smi", "smiles", "txt", "gz"]
@@ -189,8 +189,15 @@ def render() -> None:
     integer = number(format="%d")
     columns = {"atoms": integer, "conformers": integer, **{c: number(format=f) for c, f in PROPERTY_FORMATS.items()}}
     st.dataframe(_styled(table), hide_index=True, width="stretch", column_config=columns)
-    st.download_button("Table as CSV", lambda: to_csv(results_table(run, dft=True)), "unigem_predictions.csv",
-                       "text/csv", on_click="ignore", icon=":material/download:", key="dl_pred_csv")
+    csv_button, sdf_button, _ = st.columns([1, 1, 2])
+    csv_button.download_button("Table as CSV", lambda: to_csv(results_table(run, dft=True)), "unigem_predictions.csv",
+                               "text/csv", on_click="ignore", icon=":material/download:", key="dl_pred_csv",
+                               width="stretch")
+    sdf_button.download_button("Molecules as SDF", lambda: to_sdf(run.molecules()), "unigem_predictions.sdf",
+                               "chemical/x-mdl-sdfile", on_click="ignore", icon=":material/download:",
+                               key="dl_pred_sdf", width="stretch",
+                               help="Each predicted molecule in 3D with its predictions as SD tags; a SMILES's "
+                                    "conformers one by one, each with its own predictions")
     _against_qm9(run)
     _detail(run)
 

@@ -303,8 +303,11 @@ def render() -> None:
         st.code(properties["command"], language="bash")
     if smiles.get("command"):
         refused = smiles.get("n_refused")
+        mean = smiles.get("conformers_mean")
         st.caption(f"From SMILES: {smiles.get('n_property_molecules', 0):,} molecules"
                    + (f" ({refused} that RDKit could not build left out)" if refused else "")
+                   + (f", {mean:.1f} conformers each on average" if isinstance(mean, (int, float)) else
+                      ", one conformer each")
                    + ". A geometry from a force field, not DFT, is what costs the accuracy:")
         st.code(smiles["command"], language="bash")
     if generated:

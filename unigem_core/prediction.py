@@ -59,8 +59,8 @@ def predictions_table(predictions: list[Prediction], qm9: bool = False, ranges: 
                "conformers": p.conformers or None}
         for spec in PROPERTIES:
             row[spec.column] = None if p.properties is None else p.properties[spec.key]
-        spread = p.ranges if ranges else None
         if ranges:
+            spread = p.ranges
             for spec in PROPERTIES:
                 low, high = spread[spec.key] if spread else (None, None)
                 row[f"min {spec.column}"], row[f"max {spec.column}"] = low, high

@@ -167,7 +167,8 @@ def render() -> None:
                "with explicit hydrogens. Energies are in meV, as in the paper's tables.")
     files, xyz_text, smiles_text, conformers = _inputs()
     if st.button("Predict", type="primary", icon=":material/query_stats:", key="pred_go"):
-        records = collect_records(files, xyz_text, smiles_text, conformers)
+        with st.spinner("Reading the input (a SMILES or a 2D drawing gets its 3D conformers built)…"):
+            records = collect_records(files, xyz_text, smiles_text, conformers)
         if not records:
             st.warning("Nothing to predict: upload a file, paste XYZ text or type a SMILES first.")
         else:

@@ -82,13 +82,10 @@ def main() -> None:
 
     dft = [Molecule(symbols_of(data.types[i]), data.positions[i, :data.n_atoms[i]]) for i in kept]
     row("DFT (QM9's own)", False, _values(api.predict_properties(engine, dft), keys))
-    flat = [Molecule(m.symbols, x, built_3d=True) for m in ensembles for x in m.geometries]
-    bounds = np.cumsum([0, *counts])
     for refined in (False, True):
         row("one conformer", refined, np.array([[each[0][k] for k in keys] for each in api.predict_molecules(
             engine, single, refine_built=refined)]))
-        each = _values(api.predict_properties(engine, api.refine_geometries(engine, flat) if refined else flat), keys)
-        per = [each[a:b] for a, b in zip(bounds[:-1], bounds[1:])]  # [conformers, 12] per molecule
+        per = [_values(each, keys) for each in api.predict_molecules(engine, ensembles, refine_built=refined)]
         row("lowest MMFF energy", refined, np.array([p[np.argmin(e)] for p, e in zip(per, energies)]))
         row("mean (Predict)", refined, np.array([p.mean(0) for p in per]))
         weights = [np.exp(-(e - e.min()) / KT) for e in energies]

@@ -1,8 +1,8 @@
 """Predict page: the twelve QM9 properties of molecules the user brings (spec 7).
 
 Inputs: XYZ/SDF/MOL/SMILES files (several, many records each, gzip allowed), pasted XYZ text, or
-SMILES lines (3D conformers are built with RDKit; the properties are their mean). Every record gets a row: its properties, or a
-clear reason why it was refused; one bad record never stops the others.
+SMILES lines (3D conformers are built with RDKit; the properties are their mean). Every record gets a
+row: its properties, or a clear reason why it was refused; one bad record never stops the others.
 """
 from __future__ import annotations
 

@@ -7,8 +7,7 @@ from functools import partial
 
 from rdkit import Chem, rdBase
 
-from unigem_core.constants import PROPERTIES
-from unigem_core.constants import CONFORMERS
+from unigem_core.constants import CONFORMERS, PROPERTIES
 from unigem_core.io.domain import add_hydrogens, check_composition, embed_3d
 from unigem_core.io.records import rdkit_reason, record
 from unigem_core.molecule import MoleculeInputError, Record

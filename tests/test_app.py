@@ -599,7 +599,8 @@ def test_a_typed_smiles_gets_the_typical_errors_of_built_geometries(monkeypatch,
     at.text_area(key="pred_smiles").input("CCO ethanol")
     at.button(key="pred_go").click().run()
     assert not at.exception, at.exception
-    assert "RDKit built this geometry" in at.info[0].value and "understate" in at.info[0].value
+    note = at.info[0].value
+    assert "built from the bonds (RDKit's ETKDG, relaxed with MMFF94, then GFN2-xTB)" in note and "understate" in note
     dft = [shipped["properties"]["mae"][p.key] for p in PROPERTIES]
     assert at.dataframe[1].value[TYPICAL_ERROR].tolist() == dft  # the only errors the card has
 
@@ -647,7 +648,13 @@ def test_a_flexible_smiles_shows_the_range_over_its_conformers():
     assert single.predictions[0].conformers == 1
     [mol] = single.molecules()
     assert mol.name == "glycerol" and mol.properties == single.predictions[0].properties
-    assert not any(LOWEST in d.value.columns for d in at.dataframe) and "ETKDG conformer" in at.info[0].value
+    assert not any(LOWEST in d.value.columns for d in at.dataframe) and "The model first moves it" in at.info[0].value
+    assert "relaxed with MMFF94, then GFN2-xTB" in at.info[0].value
+
+    at.selectbox(key="pred_relax").set_value("mmff")  # the force field alone: faster, further from DFT
+    at.button(key="pred_go").click().run()
+    assert at.session_state["prediction_run"].records[0].molecule.relaxation == "MMFF94"
+    assert "(RDKit's ETKDG, relaxed with MMFF94)" in at.info[0].value
 
 
 def test_predict_without_input_says_so():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from unigem_core.cli import main
-from unigem_core.constants import CONFORMERS, PROPERTIES
+from unigem_core.constants import PROPERTIES
 from unigem_core.engine import MODEL_CARD
 from unigem_core.molecule import Molecule
 
@@ -253,10 +253,11 @@ def test_evaluate_reports_resampling(capsys, below):
 
 def test_evaluate_properties_from_smiles(capsys):
     """--geometry smiles rebuilds each molecule from QM9's SMILES; its mae_qm9_geometry is the DFT geometries' MAE."""
-    assert main(["evaluate", "--n", "0", "--properties", "--geometry", "smiles", "--limit", "12", "--json"]) == 0
+    assert main(["evaluate", "--n", "0", "--properties", "--geometry", "smiles", "--limit", "12", "--conformers", "5",
+                 "--json"]) == 0
     built = json.loads(capsys.readouterr().out)
     assert built["geometry"] == "smiles" and built["n_property_molecules"] + built["n_refused"] == 12
-    assert built["conformers"] == CONFORMERS and 1 <= built["conformers_mean"] <= CONFORMERS
+    assert built["conformers"] == 5 and 1 <= built["conformers_mean"] <= 5 and built["relax"] == "xtb"
     assert main(["evaluate", "--n", "0", "--properties", "--limit", "12", "--json"]) == 0
     dft = json.loads(capsys.readouterr().out)
     assert dft["geometry"] == "qm9" and dft["n_property_molecules"] == 12

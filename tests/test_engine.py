@@ -26,7 +26,7 @@ def rms_shift(a: Molecule, b: Molecule) -> float:
 def test_refinement_moves_built_geometries_and_leaves_dft_ones_nearly_alone(engine):
     data = load_split("test")
     dft = [Molecule(symbols_of(data.types[i]), data.positions[i, :data.n_atoms[i]]) for i in range(12)]
-    built = [read_smiles(str(data.smiles[i])) for i in range(12)]
+    built = [read_smiles(str(data.smiles[i]), conformers=1) for i in range(12)]  # as Predict builds, one conformer
     shifts = {}
     for name, molecules in (("dft", dft), ("built", built)):
         refined = api.refine_geometries(engine, molecules)
@@ -43,8 +43,8 @@ def test_predict_refines_only_the_geometries_rdkit_built(engine):
     records = [Record(1, "ethanol", ethanol), Record(2, "as given", given)]
     refined, given_row = api.predict_records(engine, records)
     plain, _ = api.predict_records(engine, records, refine_built=False)
-    assert (refined.geometry, given_row.geometry, plain.geometry) == ("built by RDKit, refined by the model", "given",
-                                                                      "built by RDKit")
+    assert (refined.geometry, given_row.geometry, plain.geometry) == (
+        "built (ETKDG + MMFF94 + GFN2-xTB), refined by the model", "given", "built (ETKDG + MMFF94 + GFN2-xTB)")
     alone = api.predict_properties(engine, api.refine_geometries(engine, [ethanol]))[0]
     assert refined.properties == pytest.approx(alone, rel=1e-5)  # a batch of one rounds a little differently
     assert given_row.properties == pytest.approx(plain.properties, rel=1e-5)
@@ -84,12 +84,14 @@ def test_cli_predict_refines_unless_told_not_to(engine, tmp_path):
     smiles = tmp_path / "m.smi"
     smiles.write_text("CCO ethanol\n")
     rows = {}
-    for flag in ([], ["--no-refine"]):
+    for key, flag in ((False, []), (True, ["--no-refine"]), ("mmff", ["--relax", "mmff"])):
         out = tmp_path / f"p{len(flag)}.csv"
         assert main(["predict", str(smiles), "--out", str(out), *flag]) == 0
-        rows[bool(flag)] = next(csv.DictReader(open(out)))
-    assert rows[False]["geometry"] == "built by RDKit, refined by the model"
-    assert rows[True]["geometry"] == "built by RDKit"
+        rows[key] = next(csv.DictReader(open(out)))
+    assert rows[False]["geometry"] == "built (ETKDG + MMFF94 + GFN2-xTB), refined by the model"
+    assert rows[True]["geometry"] == "built (ETKDG + MMFF94 + GFN2-xTB)"
+    assert rows["mmff"]["geometry"] == "built (ETKDG + MMFF94), refined by the model"
+    assert float(rows["mmff"]["gap [meV]"]) != pytest.approx(float(rows[False]["gap [meV]"]), rel=1e-6)
     raw = api.predict_properties(engine, [read_smiles("CCO")])[0]
     assert float(rows[True]["gap [meV]"]) == pytest.approx(raw["gap"], rel=1e-6)
     assert float(rows[False]["gap [meV]"]) != pytest.approx(raw["gap"], rel=1e-6)

@@ -27,6 +27,7 @@ from unigem_core.io import (
     trajectory_to_xyz,
     write_molecules,
 )
+from unigem_core.io import xtb
 from unigem_core.molecule import Frame, Molecule, MoleculeInputError, Record, Trajectory
 
 INPUTS = Path(__file__).parent / "fixtures" / "inputs"
@@ -73,7 +74,8 @@ CORPUS = {
     "qm9_raw.xyz": [(1, "gdb 1", OK, ())],  # QM9's own file: tabs, charges column, *^ exponent, trailer lines
     "too_many_atoms.xyz": [(1, "undecane", "record 1: has 35 atoms; the model handles at most 29", ())],
     "flat_2d.sdf": [
-        (1, "L-lactic acid 2D", OK, (f"{FLAT_WARNING}; built a 3D conformer from the bonds (ETKDG + MMFF)",)),
+        (1, "L-lactic acid 2D", OK,
+         (f"{FLAT_WARNING}; built 3D conformers from the bonds (ETKDG + MMFF94 + GFN2-xTB)",)),
     ],
     "implicit_h.sdf": [
         (1, "acetamide heavy atoms", OK,
@@ -217,8 +219,8 @@ def test_read_smiles_builds_a_sensible_reproducible_ethanol():
 
 def test_a_flexible_smiles_is_built_as_its_conformers_lowest_energy_first():
     """mu and r2 hang on the conformer, so a SMILES gets several (api.predict_molecules averages over them)."""
-    glycerol = read_smiles("OCC(O)CO")
-    assert 2 <= len(glycerol.conformers) <= CONFORMERS
+    glycerol = read_smiles("OCC(O)CO", relax="mmff")
+    assert 2 <= len(glycerol.conformers) <= CONFORMERS and glycerol.relaxation == "MMFF94"
     np.testing.assert_array_equal(glycerol.positions, glycerol.conformers[0])
     assert not np.allclose(glycerol.conformers[0], glycerol.conformers[1])  # RDKit's seed 0 made them all alike
     rdkit_mol = Chem.AddHs(Chem.MolFromSmiles("OCC(O)CO"))  # the atoms in read_smiles's order
@@ -226,13 +228,65 @@ def test_a_flexible_smiles_is_built_as_its_conformers_lowest_energy_first():
     field = AllChem.MMFFGetMoleculeForceField(rdkit_mol, AllChem.MMFFGetMoleculeProperties(rdkit_mol))
     energies = [field.CalcEnergy(x.ravel().tolist()) for x in glycerol.conformers]
     assert energies == sorted(energies)
-    np.testing.assert_array_equal(read_smiles("OCC(O)CO").conformers, glycerol.conformers)  # fixed seed
+    np.testing.assert_array_equal(read_smiles("OCC(O)CO", relax="mmff").conformers, glycerol.conformers)  # fixed seed
     one = read_smiles("OCC(O)CO", conformers=1)
     assert one.conformers is None and len(one.geometries) == 1
     assert read_smiles("CCO").conformers is None  # every embedding of ethanol is one heavy-atom conformer
     assert len(parse_text("OCC(O)CO", "smiles", conformers=3)[0].molecule.geometries) <= 3
     with pytest.raises(ValueError, match="at least 1"):
         parse_text("CCO", conformers=0)
+    with pytest.raises(ValueError, match="unknown relaxation 'dft'; choose from xtb, mmff"):
+        read_smiles("CCO", relax="dft")
+
+
+def _gfn2(symbols, positions) -> tuple[float, float]:
+    """GFN2-xTB's energy (hartree) and largest gradient component (hartree/bohr) at `positions` (Angstrom)."""
+    from tblite.interface import Calculator
+
+    numbers = np.array([Chem.Atom(s).GetAtomicNum() for s in symbols])
+    calculator = Calculator("GFN2-xTB", numbers, np.asarray(positions) / xtb.BOHR)
+    calculator.set("verbosity", 0)
+    result = calculator.singlepoint()
+    return float(result.get("energy")), float(np.abs(result.get("gradient")).max())
+
+
+def test_built_conformers_are_relaxed_with_gfn2_xtb_lowest_energy_first():
+    """GFN2-xTB moves the force field's conformers to its own minima, closer to DFT geometries (io/xtb.py)."""
+    glycerol = read_smiles("OCC(O)CO")
+    force_field = read_smiles("OCC(O)CO", relax="mmff")
+    assert glycerol.relaxation == "MMFF94 + GFN2-xTB" and force_field.relaxation == "MMFF94"
+    assert len(glycerol.conformers) == len(force_field.conformers)  # none dropped: same bonds, SCF converged
+    relaxed = [_gfn2(glycerol.symbols, x) for x in glycerol.conformers]
+    assert max(g for _, g in relaxed) <= 2 * xtb.GRADIENT_TOLERANCE  # each at a GFN2 minimum
+    assert max(_gfn2(force_field.symbols, x)[1] for x in force_field.conformers) > 5 * xtb.GRADIENT_TOLERANCE
+    energies = [e for e, _ in relaxed]
+    assert energies == sorted(energies)
+    np.testing.assert_array_equal(read_smiles("OCC(O)CO").conformers, glycerol.conformers)  # reproducible
+
+
+def test_a_failed_relaxation_keeps_the_force_field_geometry_with_a_warning(monkeypatch):
+    """One conformer's SCF failure drops that conformer; if none survives, the MMFF geometries stay."""
+    def fail(numbers, positions, unpaired=0):
+        raise xtb.RelaxationError("GFN2-xTB failed (SCF not converged)")
+
+    monkeypatch.setattr(xtb, "relax", fail)
+    rec = parse_text("OCC(O)CO glycerol", "smiles")[0]
+    assert rec.ok and rec.molecule.relaxation == "MMFF94"
+    assert rec.warnings == ("GFN2-xTB failed (SCF not converged); kept the MMFF94 geometry",)
+    calls = []
+
+    def moved(numbers, positions, unpaired=0):  # the second conformer's relaxation breaks a bond
+        calls.append(1)
+        positions = np.array(positions)
+        if len(calls) == 2:
+            positions[0] += 3.0
+        return positions, -float(len(calls))
+
+    monkeypatch.setattr(xtb, "relax", moved)
+    rec = parse_text("OCC(O)CO glycerol", "smiles")[0]
+    n = len(calls)
+    assert rec.ok and len(rec.molecule.geometries) == n - 1 and rec.molecule.relaxation == "MMFF94 + GFN2-xTB"
+    assert rec.warnings == (f"GFN2-xTB changed the bonds (1 of {n} conformers, left out)",)
 
 
 def test_built_geometries_are_marked_and_a_strained_cage_still_embeds():

@@ -12,7 +12,7 @@ from typing import Callable
 
 import numpy as np
 
-from unigem_core.constants import CONFORMERS, PROPERTIES
+from unigem_core.constants import CONFORMERS, PROPERTIES, RELAX
 from unigem_core.device import resolve_device, set_cpu_threads
 from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
@@ -21,8 +21,7 @@ from unigem_core.generation import generate, generate_valid
 from unigem_core.metrics.lookup import QM9Entry, QM9Lookup, qm9_lookup
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
-from unigem_core.prediction import (GEOMETRY_BUILT, GEOMETRY_BUILT_RAW, Prediction, mean_properties,
-                                   predictions_table)
+from unigem_core.prediction import Prediction, built_geometry, mean_properties, predictions_table
 from unigem_core.targets import PropertyRange, parse_range
 
 GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or conformers built from QM9's SMILES
@@ -50,8 +49,8 @@ def predict_records(engine: Engine, records: list[Record], refine_built: bool = 
         p = Prediction(index=rec.index, name=rec.name, error=rec.error, warnings=rec.warnings, source=rec.source)
         if rec.molecule is not None and rec.error is None:
             p.formula, p.n_atoms = rec.molecule.formula, rec.molecule.n_atoms
-            built = GEOMETRY_BUILT if refine_built else GEOMETRY_BUILT_RAW
-            p.geometry = built if rec.molecule.built_3d else "given"
+            built = rec.molecule.built_3d
+            p.geometry = built_geometry(rec.molecule.relaxation, refine_built) if built else "given"
             try:
                 check_model_domain(rec.molecule)
                 good.append((p, rec.molecule))
@@ -150,16 +149,16 @@ def evaluate_loss(engine: Engine, limit: int | None = None, precision: str = "au
 
 
 def evaluate_properties(engine: Engine, split: str = "test", limit: int | None = None, batch_size: int = 256,
-                        geometry: str = "qm9", conformers: int = CONFORMERS) -> dict:
+                        geometry: str = "qm9", conformers: int = CONFORMERS, relax: str = RELAX) -> dict:
     """Mean absolute error of all twelve targets on a QM9 split, in reporting units (spec 7 and 14).
 
     geometry "qm9" reads each molecule at its DFT geometry, as the published tables do. "smiles" asks what
     a user who types a SMILES gets: each molecule is rebuilt from QM9's SMILES exactly as the Predict page
-    and `unigem predict` build one (`conformers` RDKit conformers, ETKDG + MMFF, each refined by the model and
-    their predictions averaged: predict_molecules), and its predictions are compared with QM9's values;
-    `mae_unrefined` gives the errors on RDKit's conformers as they are, `mae_qm9_geometry` the same molecules'
-    errors at their DFT geometry, `n_refused` counts those RDKit could not build and `conformers_mean` the
-    conformers per molecule (near-duplicates pruned).
+    and `unigem predict` build one (`conformers` conformers, RDKit's ETKDG + MMFF, then GFN2-xTB unless `relax`
+    is "mmff"; each refined by the model and their predictions averaged: predict_molecules), and its predictions
+    are compared with QM9's values; `mae_unrefined` gives the errors on the built conformers as they are,
+    `mae_qm9_geometry` the same molecules' errors at their DFT geometry, `n_refused` counts those RDKit could not
+    build and `conformers_mean` the conformers per molecule (near-duplicates pruned).
     """
     from unigem_core.data.qm9 import load_split, symbols_of
     from unigem_core.io import read_smiles
@@ -174,7 +173,7 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
         kept = []  # positions in rows of the molecules RDKit built with the same atoms
         for k, i in enumerate(rows):
             try:
-                candidate = read_smiles(str(data.smiles[i]), conformers=conformers)
+                candidate = read_smiles(str(data.smiles[i]), conformers=conformers, relax=relax)
             except MoleculeInputError:
                 continue
             if sorted(candidate.symbols) == sorted(mols[k].symbols):  # the same atoms, whatever their order
@@ -192,7 +191,7 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
 
     result = {"split": split, "geometry": geometry, "n_property_molecules": int(len(rows))}
     if geometry == "smiles":
-        result.update(n_refused=refused, conformers=conformers,
+        result.update(n_refused=refused, conformers=conformers, relax=relax,
                       conformers_mean=round(float(np.mean([len(m.geometries) for m in built])), 2) if built else 0.0,
                       mae=mae(built), mae_unrefined=mae(built, refine_built=False), mae_qm9_geometry=mae(mols))
     else:

@@ -152,7 +152,7 @@ def cmd_evaluate(args) -> int:
             result.update(api.evaluate_loss(engine, limit=args.limit, precision=args.precision))
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit, geometry=args.geometry,
-                                                  conformers=args.conformers))
+                                                  conformers=args.conformers, relax=args.relax))
         result.update({k: v for k, v in engine.info.items() if v is not None})  # step, epoch of the weights
     result["command"] = args.command_line
     if not args.reference:
@@ -190,7 +190,8 @@ def cmd_predict(args) -> int:
     for path in args.files:
         if not path.exists():
             raise CLIError(f"{path}: no such file")
-        records += read_molecules(path.read_bytes(), filename=path.name, conformers=args.conformers)
+        records += read_molecules(path.read_bytes(), filename=path.name, conformers=args.conformers,
+                                  relax=args.relax)
     engine = api.load_model(args.checkpoint, args.device)
     lookup = api.qm9_lookup() if args.qm9 else None
     predictions = api.predict_records(engine, records, refine_built=not args.no_refine, lookup=lookup)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unigem_core.constants import CONFORMERS, STEP_SPACING
+from unigem_core.constants import CONFORMERS, RELAX, RELAXATIONS, STEP_SPACING
 from unigem_core.precision import CHOICES as PRECISIONS
 
 
@@ -47,6 +47,10 @@ def _add_conformers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conformers", type=_positive_int, default=CONFORMERS,
                    help="conformers RDKit builds for a molecule given by its bonds (a SMILES, a 2D drawing); its "
                    f"properties are their mean (default {CONFORMERS}; 1 is about 10x faster and less accurate)")
+    p.add_argument("--relax", default=RELAX, choices=RELAXATIONS,
+                   help="the last step of building those conformers: xtb relaxes each MMFF conformer with GFN2-xTB "
+                   "(0.1-0.2 s a conformer; closer to QM9's DFT geometries and values), mmff stops at the force "
+                   f"field (about 10x faster; default {RELAX})")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -117,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--properties", action="store_true", help="also the MAE of all twelve targets on a split")
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.add_argument("--geometry", default="qm9", choices=["qm9", "smiles"],
-                   help="with --properties: each molecule at its DFT geometry (qm9), or rebuilt from QM9's SMILES by "
-                   "RDKit (ETKDG + MMFF) as the Predict page builds a typed SMILES (smiles)")
+                   help="with --properties: each molecule at its DFT geometry (qm9), or rebuilt from QM9's SMILES "
+                   "(RDKit's ETKDG + MMFF, then GFN2-xTB) as the Predict page builds a typed SMILES (smiles)")
     _add_conformers_arg(p)
     p.add_argument("--limit", type=int, default=None,
                    help="property MAE (and --loss) on the first LIMIT molecules of their split only")

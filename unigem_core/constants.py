@@ -80,3 +80,10 @@ STEP_SPACING = 3.0
 # predictions are averaged (api.predict_molecules): QM9 molecules' properties from their SMILES came 3-22 %
 # closer to QM9's values with 20 conformers than with one (bench/NOTES.md, "Conformers of built geometries").
 CONFORMERS = 20
+
+# The last step of that build: "xtb" relaxes each MMFF conformer further with GFN2-xTB (io/xtb.py; 0.1-0.2 s a
+# conformer), which brought the predicted alpha, HOMO, LUMO, U0 and Cv of QM9 molecules rebuilt from their SMILES
+# 15-26 % closer to QM9's values than the MMFF conformers (bench/NOTES.md, "GFN2-xTB geometries"); "mmff" stops at
+# the force field (about ten times faster).
+RELAXATIONS = ("xtb", "mmff")
+RELAX = "xtb"

@@ -28,12 +28,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = REPO_ROOT / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "unigem.pt"
 MODEL_CARD = CHECKPOINT_DIR / "model_card.json"
-# Geometries RDKit builds from bonds (ETKDG + MMFF) are not QM9's DFT geometries, and the property head, trained
-# on those, errs two to four times more on them. `refine_geometries` takes such a geometry as a noisy sample at
-# t = REFINE_FROM and carries it to t = 0 in REFINE_STEPS steps of the model's own denoiser. On 995 validation
-# molecules rebuilt from their SMILES this lowered the U0 error from 231 to 144 meV, the gap's from 175 to
-# 147 meV and alpha's from 0.56 to 0.50 a0^3; mu and r2, which hang on the conformer rather than on bond
-# lengths, barely moved (`python bench/refine_built.py`, bench/NOTES.md "Refining built geometries").
+# Geometries built from bonds (ETKDG + MMFF, then GFN2-xTB) are not QM9's DFT geometries, and the property
+# head, trained on those, errs two to four times more on them. `refine_geometries` takes such a geometry as a
+# noisy sample at t = REFINE_FROM and carries it to t = 0 in REFINE_STEPS steps of the model's own denoiser. On
+# 995 validation molecules rebuilt from their SMILES (one MMFF conformer each) this lowered the U0 error from
+# 231 to 144 meV, the gap's from 175 to 147 meV and alpha's from 0.56 to 0.50 a0^3; mu and r2, which hang on
+# the conformer rather than on bond lengths, barely moved (`python bench/refine_built.py`, bench/NOTES.md
+# "Refining built geometries"). After GFN2-xTB it still helps (HOMO 99 -> 92, gap 133 -> 123, U0 115 -> 99 meV;
+# "GFN2-xTB geometries").
 REFINE_FROM, REFINE_STEPS = 30, 3
 
 

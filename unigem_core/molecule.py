@@ -46,11 +46,12 @@ class Molecule:
     positions: np.ndarray  # [n, 3] float64, Angstrom
     name: str = ""
     properties: dict[str, float] | None = None  # property key -> value in reporting units (constants.PROPERTIES)
-    built_3d: bool = False  # coordinates built by RDKit from bonds (ETKDG + MMFF: a SMILES, a 2D drawing), not given
+    built_3d: bool = False  # coordinates built from bonds (ETKDG + MMFF + GFN2-xTB: a SMILES, a 2D drawing), not given
     bond_graph: str | None = None  # the bonds the input declared or RDKit read (metrics.graph_key); None if none
-    # [k, n, 3]: every conformer RDKit built for a built molecule, lowest force-field energy first (positions is
-    # the first); None where the molecule has its one geometry
+    # [k, n, 3]: every conformer built for a built molecule, lowest energy first (positions is the first); None
+    # where the molecule has its one geometry
     conformers: np.ndarray | None = None
+    relaxation: str | None = None  # what relaxed a built molecule's conformers ("MMFF94 + GFN2-xTB", "MMFF94")
 
     def __post_init__(self) -> None:
         self.symbols = tuple(self.symbols)

@@ -7,8 +7,14 @@ from dataclasses import dataclass
 from unigem_core.constants import PROPERTIES
 from unigem_core.metrics.lookup import QM9Entry, Similar
 
-GEOMETRY_BUILT = "built by RDKit, refined by the model"  # Prediction.geometry of a SMILES or 2D drawing
-GEOMETRY_BUILT_RAW = "built by RDKit"  # the same with refine_built=False
+
+
+def built_geometry(relaxation: str | None, refined: bool) -> str:
+    """Prediction.geometry of a molecule built from its bonds (a SMILES, a 2D drawing): how its conformers were
+    made ("built (ETKDG + MMFF94 + GFN2-xTB), refined by the model"; Molecule.relaxation) and whether the model
+    refined them."""
+    steps = " + ".join(["ETKDG"] + ([relaxation] if relaxation else []))
+    return f"built ({steps})" + (", refined by the model" if refined else "")
 
 
 @dataclass
@@ -25,7 +31,7 @@ class Prediction:
     error: str | None = None
     warnings: tuple[str, ...] = ()
     source: str = ""
-    geometry: str = ""  # "given", or how it was built: GEOMETRY_BUILT (refined) or GEOMETRY_BUILT_RAW
+    geometry: str = ""  # "given", or how it was built (built_geometry)
     qm9: tuple[QM9Entry, ...] = ()  # QM9's molecules with this bond graph (with a lookup), by QM9 number
     closest: Similar | None = None  # where QM9 does not hold it (with a lookup), the most similar QM9 molecule
 

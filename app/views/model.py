@@ -292,9 +292,10 @@ def render() -> None:
     st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3,
                  column_config={"this model (MAE)": number(format="%.4g", help="At QM9's DFT geometries"),
                                 FROM_SMILES: number(format="%.4g", help="The same test molecules rebuilt from QM9's "
-                                                    "SMILES by RDKit (conformers from ETKDG + MMFF, each refined by "
-                                                    "the model, their predictions averaged), as the "
-                                                    "Predict page treats a typed SMILES"),
+                                                    "SMILES (conformers from RDKit's ETKDG + MMFF"
+                                                    + (", then GFN2-xTB" if smiles.get("relax") == "xtb" else "")
+                                                    + ", each refined by the model, their predictions averaged), "
+                                                    "as the Predict page treats a typed SMILES"),
                                 GENERATED: number(format="%.4g", help="Generated molecules whose bond graph QM9 holds "
                                                   "outside its training split: the predictions from the generated "
                                                   "geometry against QM9's DFT values"),
@@ -308,7 +309,8 @@ def render() -> None:
                    + (f" ({refused} that RDKit could not build left out)" if refused else "")
                    + (f", {mean:.1f} conformers each on average" if isinstance(mean, (int, float)) else
                       ", one conformer each")
-                   + ". A geometry from a force field, not DFT, is what costs the accuracy:")
+                   + (", relaxed with GFN2-xTB" if smiles.get("relax") == "xtb" else ", relaxed with MMFF")
+                   + ". A geometry not optimised with DFT is what costs the accuracy:")
         st.code(smiles["command"], language="bash")
     if generated:
         label, qm9 = generated

@@ -6,16 +6,20 @@ The readers call `check_composition` before any 3D work (cheap refusals first) a
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import AllChem
+from rdkit.Chem import AllChem, rdDetermineBonds
 
-from unigem_core.constants import CONFORMERS, ELEMENTS
+from unigem_core.constants import CONFORMERS, ELEMENTS, RELAX, RELAXATIONS
+from unigem_core.io import xtb
 from unigem_core.metrics.rdkit_metrics import graph_key
 from unigem_core.molecule import Molecule, MoleculeInputError, check_domain
 
 MIN_SEPARATION = 0.1  # Angstrom; closer atoms are one atom written twice (the shortest bond, H2, is 0.74)
 BUILT_3D = "unigem_built_3d"  # set on an RDKit molecule whose coordinates embed_3d built
+RELAXED_WITH = "unigem_relaxed_with"  # and the method its conformers were relaxed with (Molecule.relaxation)
 # embed_3d's tries, in order: (random starting coordinates, ETKDG's iteration limit; 0 = RDKit's default).
 # Random coordinates are the documented fallback for molecules ETKDG finds hard; strained cages such as
 # CC12CCC1C1CC2O1 (a QM9 test molecule) or OC1CC23CC(C12)C3=O embed only with a higher iteration limit. Of
@@ -24,6 +28,21 @@ BUILT_3D = "unigem_built_3d"  # set on an RDKit molecule whose coordinates embed
 # OC1CC23CC(C12)C3=O took 134 s instead of 6 (a rigid cage has one conformer anyway).
 EMBED_ATTEMPTS = ((False, 0), (True, 0), (False, 5000), (True, 5000))
 PRUNE_RMS = 0.1  # A, heavy atoms: ETKDG embeddings closer than this to one kept count as that one
+
+
+@dataclass(frozen=True)
+class Build3D:
+    """How a molecule given by its bonds (a SMILES, a 2D drawing) gets its 3D geometry: `conformers` ETKDG
+    conformers relaxed with MMFF94, then with GFN2-xTB when `relax` is "xtb" (constants.RELAXATIONS)."""
+
+    conformers: int = CONFORMERS
+    relax: str = RELAX
+
+    def __post_init__(self) -> None:
+        if self.conformers < 1:
+            raise ValueError(f"conformers must be at least 1, got {self.conformers}")
+        if self.relax not in RELAXATIONS:
+            raise ValueError(f"unknown relaxation {self.relax!r}; choose from {', '.join(RELAXATIONS)}")
 
 
 def check_composition(mol: Chem.Mol) -> list[str]:
@@ -52,7 +71,8 @@ def checked_molecule(mol: Chem.Mol) -> Molecule:
         _check_positions(positions)
     return Molecule(tuple(atom.GetSymbol() for atom in mol.GetAtoms()), conformers[0], built_3d=built,
                     bond_graph=graph_key(mol, exact=True) if mol.GetNumBonds() else None,
-                    conformers=np.stack(conformers) if len(conformers) > 1 else None)
+                    conformers=np.stack(conformers) if len(conformers) > 1 else None,
+                    relaxation=mol.GetProp(RELAXED_WITH) if built and mol.HasProp(RELAXED_WITH) else None)
 
 
 def _check_positions(positions: np.ndarray) -> None:
@@ -66,9 +86,10 @@ def _check_positions(positions: np.ndarray) -> None:
         raise MoleculeInputError(f"atoms {i + 1} and {j + 1} overlap ({distances[i, j]:.3f} A apart)")
 
 
-def embed_3d(mol: Chem.Mol, seed: int, conformers: int = CONFORMERS) -> Chem.Mol:
-    """Up to `conformers` 3D conformers with explicit H, lowest energy first: ETKDGv3 embeddings from a fixed seed
-    (near-duplicates pruned), each relaxed with MMFF94 (UFF where MMFF lacks parameters)."""
+def embed_3d(mol: Chem.Mol, seed: int, how: Build3D = Build3D()) -> tuple[Chem.Mol, list[str]]:
+    """Up to `how.conformers` 3D conformers with explicit H, lowest energy first, and warnings: ETKDGv3 embeddings
+    from a fixed seed (near-duplicates pruned), each relaxed with MMFF94 (UFF where MMFF lacks parameters), then
+    with GFN2-xTB if `how.relax` says so (io/xtb.py)."""
     mol = Chem.AddHs(mol)
     for attempt, (random_coords, iterations) in enumerate(EMBED_ATTEMPTS):
         params = AllChem.ETKDGv3()
@@ -76,23 +97,75 @@ def embed_3d(mol: Chem.Mol, seed: int, conformers: int = CONFORMERS) -> Chem.Mol
         params.pruneRmsThresh = PRUNE_RMS
         params.useRandomCoords = random_coords
         params.maxIterations = iterations
-        if len(AllChem.EmbedMultipleConfs(mol, conformers if attempt == 0 else 1, params)):
+        if len(AllChem.EmbedMultipleConfs(mol, how.conformers if attempt == 0 else 1, params)):
             break
     else:
         raise MoleculeInputError("could not build a 3D conformer")
     if AllChem.MMFFHasAllMoleculeParams(mol):
-        energies = [e for _, e in AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)]
+        energies, method = [e for _, e in AllChem.MMFFOptimizeMoleculeConfs(mol, maxIters=2000)], "MMFF94"
     elif AllChem.UFFHasAllMoleculeParams(mol):
-        energies = [e for _, e in AllChem.UFFOptimizeMoleculeConfs(mol, maxIters=2000)]
+        energies, method = [e for _, e in AllChem.UFFOptimizeMoleculeConfs(mol, maxIters=2000)], "UFF"
     else:
-        energies = [0.0] * mol.GetNumConformers()
+        energies, method = [0.0] * mol.GetNumConformers(), None
+    warnings = []
+    if how.relax == "xtb":
+        energies, method, warnings = _relax_with_xtb(mol, energies, method)
     conformers = list(mol.GetConformers())
     ordered = [Chem.Conformer(conformers[k]) for k in np.argsort(energies, kind="stable")]
     mol.RemoveAllConformers()
     for conformer in ordered:
         mol.AddConformer(conformer, assignId=True)
     mol.SetBoolProp(BUILT_3D, True)
-    return mol
+    if method:
+        mol.SetProp(RELAXED_WITH, method)
+    return mol, warnings
+
+
+def _relax_with_xtb(mol: Chem.Mol, energies: list[float],
+                    method: str | None) -> tuple[list[float], str | None, list[str]]:
+    """Relax every conformer of `mol` in place with GFN2-xTB -> (energies in kcal/mol, method, warnings).
+
+    A conformer whose relaxation fails or changes the bonds is dropped; if none survives, the force field's
+    conformers stay, with a warning saying why."""
+    numbers = np.array([atom.GetAtomicNum() for atom in mol.GetAtoms()])
+    unpaired = sum(atom.GetNumRadicalElectrons() for atom in mol.GetAtoms())
+    relaxed, failures = [], []
+    for conformer in mol.GetConformers():
+        start = conformer.GetPositions()  # [n, 3]
+        try:
+            positions, energy = xtb.relax(numbers, start, unpaired)
+        except xtb.RelaxationError as exc:
+            failures.append(str(exc))
+            continue
+        if _bonds_at(mol, positions) != _bonds_at(mol, start):
+            failures.append(f"{xtb.METHOD} changed the bonds")
+            continue
+        relaxed.append((conformer.GetId(), positions, energy * xtb.HARTREE_KCAL))
+    if not relaxed:
+        kept = f"kept the {method} geometry" if method else "kept the embedded geometry"
+        return energies, method, [f"{failures[0]}; {kept}"]
+    warnings = [f"{failures[0]} ({len(failures)} of {mol.GetNumConformers()} conformers, left out)"] if failures else []
+    kept_ids = {k for k, _, _ in relaxed}
+    for conformer_id in [c.GetId() for c in mol.GetConformers() if c.GetId() not in kept_ids]:
+        mol.RemoveConformer(conformer_id)
+    for conformer_id, positions, _ in relaxed:
+        conformer = mol.GetConformer(conformer_id)
+        for i, position in enumerate(positions):
+            conformer.SetAtomPosition(i, position.tolist())
+    return [energy for _, _, energy in relaxed], f"{method} + {xtb.METHOD}" if method else xtb.METHOD, warnings
+
+
+def _bonds_at(mol: Chem.Mol, positions: np.ndarray) -> frozenset[tuple[int, int]]:
+    """The atom pairs of `mol` that `positions` ([n, 3]) puts at bonding distance (RDKit's covalent radii)."""
+    atoms = Chem.RWMol()
+    for atom in mol.GetAtoms():
+        atoms.AddAtom(Chem.Atom(atom.GetAtomicNum()))
+    conformer = Chem.Conformer(mol.GetNumAtoms())
+    for i, position in enumerate(positions):
+        conformer.SetAtomPosition(i, position.tolist())
+    atoms.AddConformer(conformer)
+    rdDetermineBonds.DetermineConnectivity(atoms)
+    return frozenset(tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in atoms.GetBonds())
 
 
 def add_hydrogens(mol: Chem.Mol) -> Chem.Mol:

@@ -11,8 +11,9 @@ Choices a chemist would expect (the app and the CLI rely on them):
 - XYZ is taken as written: it has no bonds, so missing hydrogens cannot be detected there.
 - An SDF/MOL record without its hydrogens gets them, placed from the heavy-atom geometry (warning).
 - A SMILES, and an SDF/MOL record drawn in 2D (all z = 0, three or more atoms, header not "3D") with a
-  warning, get 3D conformers built from their bonds (ETKDG + MMFF, seed 0; `conformers` of them, 20 by
-  default, lowest energy first: Molecule.conformers); if that fails the flat drawing is kept, with the warning.
+  warning, get 3D conformers built from their bonds (ETKDG + MMFF, seed 0, then GFN2-xTB unless `relax` is
+  "mmff"; `conformers` of them, 20 by default, lowest energy first: Molecule.conformers); if that fails the
+  flat drawing is kept, with the warning.
 - Formal charges that cancel (a nitro group written N+/O-) are accepted; a net charge is refused.
   The model sees only elements and positions, and bond perception of generated molecules may
   itself write such charge-separated groups, so refusing every charged atom would refuse our own
@@ -33,7 +34,8 @@ from typing import BinaryIO
 
 from rdkit import Chem, rdBase
 
-from unigem_core.constants import CONFORMERS
+from unigem_core.constants import CONFORMERS, RELAX
+from unigem_core.io.domain import Build3D
 from unigem_core.io.records import build, file_error
 from unigem_core.io.sdf import FLAT_WARNING, read_sdf
 from unigem_core.io.smiles import read_smiles_lines, smiles_to_mol
@@ -50,7 +52,7 @@ _CONTROL_BYTES = bytes(b for b in range(32) if chr(b) not in "\t\n\r\f\v")
 
 
 def read_molecules(data: bytes | str | os.PathLike | BinaryIO, filename: str | None = None,
-                   fmt: str | None = None, conformers: int = CONFORMERS) -> list[Record]:
+                   fmt: str | None = None, conformers: int = CONFORMERS, relax: str = RELAX) -> list[Record]:
     """Read every record of a file: `data` is a path (str or Path), the file's bytes, or a binary file object.
 
     A str is always a path, never content: pasted text goes to `parse_text`. `filename` (default:
@@ -58,8 +60,9 @@ def read_molecules(data: bytes | str | os.PathLike | BinaryIO, filename: str | N
     The format comes from `fmt`, else from the extension (.xyz; .sdf, .sd, .mol; .smi, .smiles),
     else from the content (also for .txt, which falls back to one SMILES per line). gzip data
     (e.g. ``.sdf.gz``) is decompressed; CRLF and CR line endings are accepted. A molecule given by its bonds
-    alone gets `conformers` 3D conformers.
+    alone gets `conformers` 3D conformers, relaxed as `relax` says (constants.RELAXATIONS).
     """
+    how = Build3D(conformers, relax)
     if isinstance(data, (str, os.PathLike)):
         filename = filename or Path(data).name
         try:
@@ -77,36 +80,35 @@ def read_molecules(data: bytes | str | os.PathLike | BinaryIO, filename: str | N
         return [file_error(str(exc), filename)]
     inner_name = re.sub(r"\.gz$", "", filename or "", flags=re.IGNORECASE)  # mols.sdf.gz holds an SDF
     suffix = Path(inner_name).suffix.lower().lstrip(".")
-    return _parse(text, fmt or _FORMAT_NAMES.get(suffix), filename or "", suffix == "txt", conformers)
+    return _parse(text, fmt or _FORMAT_NAMES.get(suffix), filename or "", suffix == "txt", how)
 
 
-def parse_text(text: str, fmt: str | None = None, conformers: int = CONFORMERS) -> list[Record]:
+def parse_text(text: str, fmt: str | None = None, conformers: int = CONFORMERS, relax: str = RELAX) -> list[Record]:
     """Read pasted text (XYZ, SDF/MOL block or SMILES lines); the format is sniffed unless `fmt` is given."""
-    return _parse(text, _format_name(fmt), "", False, conformers)
+    return _parse(text, _format_name(fmt), "", False, Build3D(conformers, relax))
 
 
-def read_smiles(smiles: str, name: str = "", seed: int = 0, conformers: int = CONFORMERS) -> Molecule:
+def read_smiles(smiles: str, name: str = "", seed: int = 0, conformers: int = CONFORMERS,
+                relax: str = RELAX) -> Molecule:
     """3D molecule with explicit H from a SMILES: up to `conformers` ETKDG conformers (fixed seed), each relaxed
-    with MMFF (UFF fallback), lowest energy first (Molecule.conformers; positions holds the first)."""
+    with MMFF (UFF fallback) and then, unless `relax` is "mmff", with GFN2-xTB; lowest energy first
+    (Molecule.conformers; positions holds the first)."""
     with rdBase.BlockLogs():
-        molecule, _ = build(partial(smiles_to_mol, smiles.strip(), seed, conformers))
+        molecule, _ = build(partial(smiles_to_mol, smiles.strip(), seed, Build3D(conformers, relax)))
     molecule.name = name or smiles.strip()
     return molecule
 
 
 # --- whole input ---------------------------------------------------------------------------------
 
-def _parse(text: str, fmt: str | None, source: str, smiles_fallback: bool, conformers: int) -> list[Record]:
-    if conformers < 1:
-        raise ValueError(f"conformers must be at least 1, got {conformers}")
+def _parse(text: str, fmt: str | None, source: str, smiles_fallback: bool, how: Build3D) -> list[Record]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         return [file_error("no molecules found", source)]
     fmt = fmt or _sniff(text) or ("smiles" if smiles_fallback else None)
     if fmt is None:
         return [file_error("could not tell the format: expected XYZ, SDF/MOL or SMILES", source)]
-    reader = {"xyz": read_xyz, "sdf": partial(read_sdf, conformers=conformers),
-              "smiles": partial(read_smiles_lines, conformers=conformers)}[fmt]
+    reader = {"xyz": read_xyz, "sdf": partial(read_sdf, how=how), "smiles": partial(read_smiles_lines, how=how)}[fmt]
     with rdBase.BlockLogs():  # RDKit's own complaints become our one-line messages, not stderr noise
         records = list(reader(text, source))
     return records or [file_error("no molecules found", source)]

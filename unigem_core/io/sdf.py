@@ -7,17 +7,17 @@ from functools import partial
 
 from rdkit import Chem, rdBase
 
-from unigem_core.constants import CONFORMERS, PROPERTIES
-from unigem_core.io.domain import add_hydrogens, check_composition, embed_3d
+from unigem_core.constants import PROPERTIES
+from unigem_core.io.domain import RELAXED_WITH, Build3D, add_hydrogens, check_composition, embed_3d
 from unigem_core.io.records import rdkit_reason, record
 from unigem_core.molecule import MoleculeInputError, Record
 
 FLAT_WARNING = "2D coordinates (all z = 0): the model needs a 3D geometry"
 
 
-def read_sdf(text: str, source: str, conformers: int = CONFORMERS) -> Iterator[Record]:
+def read_sdf(text: str, source: str, how: Build3D = Build3D()) -> Iterator[Record]:
     """Records end at a ``$$$$`` line; each one is parsed by its own RDKit SDMolSupplier. A 2D drawing gets
-    `conformers` 3D conformers built from its bonds (embed_3d).
+    3D conformers built from its bonds (embed_3d).
 
     Splitting here keeps record numbers exact: a supplier over the whole file silently drops
     records too short to be MOL blocks, which would shift every later number.
@@ -36,7 +36,7 @@ def read_sdf(text: str, source: str, conformers: int = CONFORMERS) -> Iterator[R
             reason = rdkit_reason(log) if chunk.strip() else "empty record"
             yield Record(k, name, error=f"record {k}: could not parse ({reason})", source=source)
             continue
-        rec = record(k, name, source, partial(_complete_sdf_mol, mol, chunk, conformers))
+        rec = record(k, name, source, partial(_complete_sdf_mol, mol, chunk, how))
         if rec.ok:
             rec.molecule.properties = _sd_properties(mol)
         yield rec
@@ -53,7 +53,7 @@ def _sd_properties(mol: Chem.Mol) -> dict[str, float] | None:
     return values or None
 
 
-def _complete_sdf_mol(mol: Chem.Mol, block: str, conformers: int) -> tuple[Chem.Mol, list[str]]:
+def _complete_sdf_mol(mol: Chem.Mol, block: str, how: Build3D) -> tuple[Chem.Mol, list[str]]:
     """Give the record what the model needs: every hydrogen explicit and a 3D geometry."""
     warnings = check_composition(mol)
     n_missing = sum(atom.GetNumImplicitHs() for atom in mol.GetAtoms())
@@ -61,9 +61,10 @@ def _complete_sdf_mol(mol: Chem.Mol, block: str, conformers: int) -> tuple[Chem.
     z = mol.GetConformer().GetPositions()[:, 2]
     if mol.GetNumAtoms() >= 3 and not z.any() and header[20:22] != "3D":
         try:
-            mol = embed_3d(_sanitized(block), seed=0, conformers=conformers)
-            warnings.append(f"{FLAT_WARNING}; built a 3D conformer from the bonds (ETKDG + MMFF)")
-            return mol, warnings
+            mol, built = embed_3d(_sanitized(block), 0, how)
+            warnings.append(f"{FLAT_WARNING}; built 3D conformers from the bonds "
+                            f"(ETKDG + {mol.GetProp(RELAXED_WITH) if mol.HasProp(RELAXED_WITH) else 'no relaxation'})")
+            return mol, warnings + built
         except MoleculeInputError as exc:
             warnings.append(f"{FLAT_WARNING}; kept the flat one ({exc})")
     if n_missing:

@@ -1,4 +1,4 @@
-"""SMILES: one per line (optionally with a name), each embedded in 3D (ETKDG + MMFF) with explicit hydrogens."""
+"""SMILES: one per line (optionally with a name), each built in 3D (ETKDG + MMFF + GFN2-xTB) with explicit hydrogens."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -6,15 +6,14 @@ from functools import partial
 
 from rdkit import Chem, rdBase
 
-from unigem_core.constants import CONFORMERS
-from unigem_core.io.domain import check_composition, embed_3d
+from unigem_core.io.domain import Build3D, check_composition, embed_3d
 from unigem_core.io.records import rdkit_reason, record
 from unigem_core.molecule import MoleculeInputError, Record
 
 
-def read_smiles_lines(text: str, source: str, conformers: int = CONFORMERS) -> Iterator[Record]:
+def read_smiles_lines(text: str, source: str, how: Build3D = Build3D()) -> Iterator[Record]:
     """One SMILES per line, optionally followed by a name; '#' lines and a 'smiles ...' header are skipped.
-    Each gets `conformers` 3D conformers (embed_3d)."""
+    Each gets its 3D conformers (embed_3d)."""
     k = 0
     for line in text.split("\n"):
         fields = line.split(maxsplit=1)
@@ -23,10 +22,10 @@ def read_smiles_lines(text: str, source: str, conformers: int = CONFORMERS) -> I
         k += 1
         smiles = fields[0]
         name = fields[1].strip() if len(fields) > 1 else smiles
-        yield record(k, name, source, partial(smiles_to_mol, smiles, 0, conformers))
+        yield record(k, name, source, partial(smiles_to_mol, smiles, 0, how))
 
 
-def smiles_to_mol(smiles: str, seed: int, conformers: int = CONFORMERS) -> tuple[Chem.Mol, list[str]]:
+def smiles_to_mol(smiles: str, seed: int, how: Build3D = Build3D()) -> tuple[Chem.Mol, list[str]]:
     if not smiles:
         raise MoleculeInputError("empty SMILES")
     with rdBase.CaptureErrorLog() as log:
@@ -34,4 +33,5 @@ def smiles_to_mol(smiles: str, seed: int, conformers: int = CONFORMERS) -> tuple
     if mol is None:
         raise MoleculeInputError(f"could not parse SMILES {smiles[:60]!r} ({rdkit_reason(log)})")
     warnings = check_composition(mol)
-    return embed_3d(mol, seed, conformers), warnings
+    mol, built = embed_3d(mol, seed, how)
+    return mol, warnings + built

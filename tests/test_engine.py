@@ -44,7 +44,7 @@ def test_predict_refines_only_the_geometries_rdkit_built(engine):
     refined, given_row = api.predict_records(engine, records)
     plain, _ = api.predict_records(engine, records, refine_built=False)
     assert (refined.geometry, given_row.geometry, plain.geometry) == (
-        "built (ETKDG + MMFF94 + GFN2-xTB), refined by the model", "given", "built (ETKDG + MMFF94 + GFN2-xTB)")
+        "built (MMFF94 + GFN2-xTB), refined by the model", "given", "built (MMFF94 + GFN2-xTB)")
     alone = api.predict_properties(engine, api.refine_geometries(engine, [ethanol]))[0]
     assert refined.properties == pytest.approx(alone, rel=1e-5)  # a batch of one rounds a little differently
     assert given_row.properties == pytest.approx(plain.properties, rel=1e-5)
@@ -88,9 +88,9 @@ def test_cli_predict_refines_unless_told_not_to(engine, tmp_path):
         out = tmp_path / f"p{len(flag)}.csv"
         assert main(["predict", str(smiles), "--out", str(out), *flag]) == 0
         rows[key] = next(csv.DictReader(open(out)))
-    assert rows[False]["geometry"] == "built (ETKDG + MMFF94 + GFN2-xTB), refined by the model"
-    assert rows[True]["geometry"] == "built (ETKDG + MMFF94 + GFN2-xTB)"
-    assert rows["mmff"]["geometry"] == "built (ETKDG + MMFF94), refined by the model"
+    assert rows[False]["geometry"] == "built (MMFF94 + GFN2-xTB), refined by the model"
+    assert rows[True]["geometry"] == "built (MMFF94 + GFN2-xTB)"
+    assert rows["mmff"]["geometry"] == "built (MMFF94), refined by the model"
     assert float(rows["mmff"]["gap [meV]"]) != pytest.approx(float(rows[False]["gap [meV]"]), rel=1e-6)
     raw = api.predict_properties(engine, [read_smiles("CCO")])[0]
     assert float(rows[True]["gap [meV]"]) == pytest.approx(raw["gap"], rel=1e-6)

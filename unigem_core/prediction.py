@@ -11,10 +11,9 @@ from unigem_core.metrics.lookup import QM9Entry, Similar
 
 def built_geometry(relaxation: str | None, refined: bool) -> str:
     """Prediction.geometry of a molecule built from its bonds (a SMILES, a 2D drawing): how its conformers were
-    made ("built (ETKDG + MMFF94 + GFN2-xTB), refined by the model"; Molecule.relaxation) and whether the model
-    refined them."""
-    steps = " + ".join(["ETKDG"] + ([relaxation] if relaxation else []))
-    return f"built ({steps})" + (", refined by the model" if refined else "")
+    relaxed ("built (MMFF94 + GFN2-xTB), refined by the model"; Molecule.relaxation: RDKit's ETKDG embedding
+    comes first) and whether the model refined them."""
+    return f"built ({relaxation or 'ETKDG'})" + (", refined by the model" if refined else "")
 
 
 @dataclass

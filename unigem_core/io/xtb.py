@@ -62,8 +62,8 @@ def relax(numbers: np.ndarray, positions: np.ndarray, unpaired: int = 0) -> tupl
         optimiser.step(energy)
         result = last[0]
     except Exception as exc:  # tblite raises its own errors on SCF failure; the caller keeps the input geometry
-        raise RelaxationError(f"{METHOD} failed ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r})") \
-            from None
+        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise RelaxationError(f"{METHOD} failed ({reason[:200]})") from None
     if not np.isfinite(x.detach().numpy()).all() or np.abs(result.get("gradient")).max() > 10 * GRADIENT_TOLERANCE:
         raise RelaxationError(f"{METHOD} did not converge")
     return x.detach().numpy() * BOHR, float(result.get("energy"))

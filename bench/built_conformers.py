@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import numpy as np
 from rdkit import Chem, rdBase
@@ -30,15 +31,7 @@ KT = 0.593  # kcal/mol at 298 K, MMFF's energy unit
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="valid", choices=["valid", "test"])
-    parser.add_argument("--n", type=int, default=300, help="the first N molecules of the split")
-    parser.add_argument("--conformers", type=int, default=CONFORMERS)
-    parser.add_argument("--checkpoint", default=None)
-    args = parser.parse_args()
-
-    engine = api.load_model(args.checkpoint, "cpu")
-    data = load_split(args.split)
+    args, engine, data = setup(__doc__)
     keys = [p.key for p in PROPERTIES]
     kept, single, ensembles, energies, rmsds = [], [], [], [], []
     start = time.perf_counter()
@@ -71,17 +64,7 @@ def main() -> None:
     print(f"{args.split}: {len(kept)} of the first {args.n} molecules built ({time.perf_counter() - start:.0f} s); "
           f"conformers per molecule: mean {counts.mean():.1f} of at most {args.conformers}, "
           f"{np.mean(counts == 1):.0%} with one\n")
-    truth = data.targets[kept] * np.array([p.report_scale for p in PROPERTIES])
-    print("| geometry | refined | " + " | ".join(SHOWN) + " |")
-    print("|---" * (len(SHOWN) + 2) + "|")
-
-    def row(label: str, refined: bool, predicted: np.ndarray) -> None:
-        mae = dict(zip(keys, np.abs(predicted - truth).mean(0)))
-        print(f"| {label} | {'yes' if refined else 'no'} | " + " | ".join(f"{mae[k]:.3g}" for k in SHOWN) + " |",
-              flush=True)
-
-    dft = [Molecule(symbols_of(data.types[i]), data.positions[i, :data.n_atoms[i]]) for i in kept]
-    row("DFT (QM9's own)", False, _values(api.predict_properties(engine, dft), keys))
+    row = mae_table(engine, data, kept)
     for refined in (False, True):
         row("one conformer", refined, np.array([[each[0][k] for k in keys] for each in api.predict_molecules(
             engine, single, refine_built=refined)]))
@@ -94,6 +77,35 @@ def main() -> None:
         spread = np.mean([p.max(0) - p.min(0) for p in per], axis=0)
         print("| (range over conformers, mean) | " + ("yes" if refined else "no") + " | "
               + " | ".join(f"{spread[keys.index(k)]:.3g}" for k in SHOWN) + " |")
+
+
+def setup(doc: str) -> tuple[argparse.Namespace, api.Engine, object]:
+    """The command line shared by the benches of built geometries, the model and the split's data."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--split", default="valid", choices=["valid", "test"])
+    parser.add_argument("--n", type=int, default=300, help="the first N molecules of the split")
+    parser.add_argument("--conformers", type=int, default=CONFORMERS)
+    parser.add_argument("--checkpoint", default=None)
+    args = parser.parse_args()
+    return args, api.load_model(args.checkpoint, "cpu"), load_split(args.split)
+
+
+def mae_table(engine: api.Engine, data, kept: list[int]) -> Callable[[str, bool, np.ndarray], None]:
+    """Print the table's head and its first row, the molecules at QM9's DFT geometries; returns the function
+    that prints a row: row(label, refined, predictions [molecules, 12] in reporting units)."""
+    keys = [p.key for p in PROPERTIES]
+    truth = data.targets[kept] * np.array([p.report_scale for p in PROPERTIES])
+    print("| geometry | refined | " + " | ".join(SHOWN) + " |")
+    print("|---" * (len(SHOWN) + 2) + "|")
+
+    def row(label: str, refined: bool, predicted: np.ndarray) -> None:
+        mae = dict(zip(keys, np.abs(predicted - truth).mean(0)))
+        print(f"| {label} | {'yes' if refined else 'no'} | " + " | ".join(f"{mae[k]:.3g}" for k in SHOWN) + " |",
+              flush=True)
+
+    dft = [Molecule(symbols_of(data.types[i]), data.positions[i, :data.n_atoms[i]]) for i in kept]
+    row("DFT (QM9's own)", False, _values(api.predict_properties(engine, dft), keys))
+    return row
 
 
 def _heavy_rmsd(heavy: Chem.Mol, mol: Chem.Mol, positions: np.ndarray, reference: Chem.Mol) -> float:

@@ -13,33 +13,24 @@ is made without looking at the test split.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 from rdkit import Chem, rdBase
 from rdkit.Chem import AllChem
 
-from built_conformers import SHOWN, _heavy_atoms_of_dft, _heavy_rmsd, _values
+from built_conformers import _heavy_atoms_of_dft, _heavy_rmsd, _values, mae_table, setup
 from unigem_core import api
-from unigem_core.constants import CONFORMERS, PROPERTIES
-from unigem_core.data.qm9 import load_split, symbols_of
+from unigem_core.constants import PROPERTIES
+from unigem_core.data.qm9 import symbols_of
 from unigem_core.io import read_smiles, xtb
-from unigem_core.molecule import Molecule, MoleculeInputError
+from unigem_core.molecule import MoleculeInputError
 
 KT = 0.593  # kcal/mol at 298 K
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", default="valid", choices=["valid", "test"])
-    parser.add_argument("--n", type=int, default=300, help="the first N molecules of the split")
-    parser.add_argument("--conformers", type=int, default=CONFORMERS)
-    parser.add_argument("--checkpoint", default=None)
-    args = parser.parse_args()
-
-    engine = api.load_model(args.checkpoint, "cpu")
-    data = load_split(args.split)
+    args, engine, data = setup(__doc__)
     keys = [p.key for p in PROPERTIES]
     kept, builds, energies, rmsds = [], {"mmff": [], "xtb": []}, [], {"mmff": [], "xtb": []}
     seconds = {"mmff": 0.0, "xtb": 0.0}
@@ -80,17 +71,8 @@ def main() -> None:
         closest, first = np.mean([r.min() for r in rmsds[relax]]), np.mean([r[0] for r in rmsds[relax]])
         print(f"heavy-atom RMSD to QM9's geometry, {relax}: closest conformer {closest:.3f} A, "
               f"first (lowest energy) {first:.3f} A")
-    truth = data.targets[kept] * np.array([p.report_scale for p in PROPERTIES])
-    print("\n| geometry | refined | " + " | ".join(SHOWN) + " |")
-    print("|---" * (len(SHOWN) + 2) + "|")
-
-    def row(label: str, refined: bool, predicted: np.ndarray) -> None:
-        mae = dict(zip(keys, np.abs(predicted - truth).mean(0)))
-        print(f"| {label} | {'yes' if refined else 'no'} | " + " | ".join(f"{mae[k]:.3g}" for k in SHOWN) + " |",
-              flush=True)
-
-    dft = [Molecule(symbols_of(data.types[i]), data.positions[i, :data.n_atoms[i]]) for i in kept]
-    row("DFT (QM9's own)", False, _values(api.predict_properties(engine, dft), keys))
+    print()
+    row = mae_table(engine, data, kept)
     for refined in (False, True):
         for relax, label in (("mmff", "MMFF94"), ("xtb", "GFN2-xTB")):
             per = [_values(each, keys) for each in api.predict_molecules(engine, builds[relax], refine_built=refined)]

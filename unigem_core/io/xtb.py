@@ -16,7 +16,6 @@ import ctypes.util
 from functools import cache
 
 import numpy as np
-import torch
 
 BOHR = 0.529177210903  # Angstrom per bohr (CODATA 2018), tblite's length unit
 HARTREE_KCAL = 627.509474  # kcal/mol per hartree
@@ -41,6 +40,8 @@ def available() -> bool:
 def relax(numbers: np.ndarray, positions: np.ndarray, unpaired: int = 0) -> tuple[np.ndarray, float]:
     """A GFN2-xTB minimum near `positions` ([n, 3] Angstrom; `numbers` [n] atomic numbers, a neutral molecule with
     `unpaired` unpaired electrons) -> (positions [n, 3] Angstrom, energy in hartree)."""
+    import torch  # the minimiser; imported here, so that reading files needs no torch
+
     interface = _interface()
     _one_openmp_thread()
     x = torch.tensor(np.asarray(positions, dtype=np.float64) / BOHR, requires_grad=True)  # [n, 3] bohr

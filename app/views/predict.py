@@ -86,7 +86,7 @@ def _inputs() -> tuple[list, str, str, int, str]:
         "Relax built conformers with", list(RELAX_LABELS), format_func=RELAX_LABELS.get, key="pred_relax",
         help="After the MMFF force field, GFN2-xTB (semi-empirical quantum chemistry) moves each conformer closer "
              "to a DFT geometry like QM9's: on QM9 molecules typed as SMILES it brought the predicted polarisability, "
-             "orbital energies, U0 and heat capacity 15-26 % closer to QM9's values. It takes 0.1-0.2 s per "
+             "orbital energies, U0 and heat capacity 16-28 % closer to QM9's values. It takes 0.1-0.2 s per "
              "conformer (a few seconds per SMILES); the force field alone is about ten times faster.")
     return files, xyz_text, smiles_text, int(conformers), relax
 

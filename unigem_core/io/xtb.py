@@ -2,7 +2,7 @@
 
 A force field's geometry (MMFF94) differs from the DFT geometries QM9's values belong to in its bond lengths and
 angles, and the property head reads those: on QM9 validation molecules rebuilt from their SMILES, relaxing each
-MMFF conformer with GFN2-xTB brought the predicted alpha, HOMO, LUMO, U0 and Cv 15-26 % closer to QM9's values
+MMFF conformer with GFN2-xTB brought the predicted alpha, HOMO, LUMO, U0 and Cv 16-28 % closer to QM9's values
 (bench/NOTES.md, "GFN2-xTB geometries"). A conformer costs about 20 energy-and-gradient calls, 0.1-0.2 s for a
 QM9-sized molecule on one core.
 

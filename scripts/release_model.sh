@@ -55,9 +55,10 @@ measure generation_25_r3 --n "$N" --steps 25 --resample 3 --processes "$PROCESSE
 measure generation_10_r9 --n "$N" --steps 10 --resample 9 --processes "$PROCESSES"
 # the test-split MAE of all twelve targets (minutes), then the paper's sampler (the longest, by far)
 measure properties --n 0 --properties
-# the same from geometries RDKit builds from QM9's SMILES, as the Predict page treats a typed SMILES; the first
-# 1,000 test molecules (2.5 minutes beside another evaluation; the whole split would take half an hour)
-measure properties_smiles --n 0 --properties --geometry smiles --limit 1000
+# the same from geometries built from QM9's SMILES, as the Predict page treats a typed SMILES (RDKit's conformers
+# relaxed with GFN2-xTB); the first 1,000 test molecules: about 35 minutes of CPU, most of it GFN2-xTB, built in
+# $PROCESSES worker processes
+measure properties_smiles --n 0 --properties --geometry smiles --limit 1000 --processes "$PROCESSES"
 measure generation_1000 --n "$N" --steps 1000 --processes "$PROCESSES"
 
 # All measured: the release replaces the shipped weights, their evaluations and the card together.

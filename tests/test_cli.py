@@ -253,17 +253,20 @@ def test_evaluate_reports_resampling(capsys, below):
 
 def test_evaluate_properties_from_smiles(capsys):
     """--geometry smiles rebuilds each molecule from QM9's SMILES; its mae_qm9_geometry is the DFT geometries' MAE."""
-    assert main(["evaluate", "--n", "0", "--properties", "--geometry", "smiles", "--limit", "12", "--conformers", "5",
+    assert main(["evaluate", "--n", "0", "--properties", "--geometry", "smiles", "--limit", "6", "--conformers", "5",
                  "--json"]) == 0
     built = json.loads(capsys.readouterr().out)
-    assert built["geometry"] == "smiles" and built["n_property_molecules"] + built["n_refused"] == 12
+    assert main(["evaluate", "--n", "0", "--properties", "--geometry", "smiles", "--limit", "6", "--conformers", "5",
+                 "--processes", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mae"] == built["mae"]  # built in two worker processes: the same
+    assert built["geometry"] == "smiles" and built["n_property_molecules"] + built["n_refused"] == 6
     assert built["conformers"] == 5 and 1 <= built["conformers_mean"] <= 5 and built["relax"] == "xtb"
-    assert main(["evaluate", "--n", "0", "--properties", "--limit", "12", "--json"]) == 0
+    assert main(["evaluate", "--n", "0", "--properties", "--limit", "6", "--json"]) == 0
     dft = json.loads(capsys.readouterr().out)
-    assert dft["geometry"] == "qm9" and dft["n_property_molecules"] == 12
+    assert dft["geometry"] == "qm9" and dft["n_property_molecules"] == 6
     if built["n_refused"] == 0:
         assert built["mae_qm9_geometry"] == pytest.approx(dft["mae"], rel=1e-5)
-    assert built["mae_unrefined"]["r2"] > built["mae_qm9_geometry"]["r2"]  # a force-field geometry is not QM9's
+    assert built["mae_unrefined"]["r2"] > built["mae_qm9_geometry"]["r2"]  # a built geometry is not QM9's
     assert built["mae"] != built["mae_unrefined"]  # Predict's refinement of built geometries
 
 

@@ -149,7 +149,8 @@ def evaluate_loss(engine: Engine, limit: int | None = None, precision: str = "au
 
 
 def evaluate_properties(engine: Engine, split: str = "test", limit: int | None = None, batch_size: int = 256,
-                        geometry: str = "qm9", conformers: int = CONFORMERS, relax: str = RELAX) -> dict:
+                        geometry: str = "qm9", conformers: int = CONFORMERS, relax: str = RELAX,
+                        processes: int = 1) -> dict:
     """Mean absolute error of all twelve targets on a QM9 split, in reporting units (spec 7 and 14).
 
     geometry "qm9" reads each molecule at its DFT geometry, as the published tables do. "smiles" asks what
@@ -158,10 +159,10 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
     is "mmff"; each refined by the model and their predictions averaged: predict_molecules), and its predictions
     are compared with QM9's values; `mae_unrefined` gives the errors on the built conformers as they are,
     `mae_qm9_geometry` the same molecules' errors at their DFT geometry, `n_refused` counts those RDKit could not
-    build and `conformers_mean` the conformers per molecule (near-duplicates pruned).
+    build and `conformers_mean` the conformers per molecule (near-duplicates pruned). `processes` builds the
+    molecules in that many spawned worker processes (the GFN2-xTB relaxations are most of the time).
     """
     from unigem_core.data.qm9 import load_split, symbols_of
-    from unigem_core.io import read_smiles
 
     if geometry not in GEOMETRIES:
         raise ValueError(f"unknown geometry {geometry!r}; expected one of {', '.join(GEOMETRIES)}")
@@ -171,12 +172,9 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
     built: list[Molecule] = []
     if geometry == "smiles":
         kept = []  # positions in rows of the molecules RDKit built with the same atoms
-        for k, i in enumerate(rows):
-            try:
-                candidate = read_smiles(str(data.smiles[i]), conformers=conformers, relax=relax)
-            except MoleculeInputError:
-                continue
-            if sorted(candidate.symbols) == sorted(mols[k].symbols):  # the same atoms, whatever their order
+        smiles = [str(data.smiles[i]) for i in rows]
+        for k, candidate in enumerate(_build_each(smiles, conformers, relax, processes)):
+            if candidate is not None and sorted(candidate.symbols) == sorted(mols[k].symbols):  # whatever the order
                 kept.append(k)
                 built.append(candidate)
         refused = len(rows) - len(kept)
@@ -198,3 +196,24 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
         result["mae"] = mae(mols)
     result["units"] = {p.key: p.report_unit for p in PROPERTIES}
     return result
+
+
+def _build_each(smiles: list[str], conformers: int, relax: str, processes: int) -> list[Molecule | None]:
+    """Each SMILES built as Predict builds it (None where it cannot be), in order, on `processes` workers."""
+    if processes <= 1:
+        return [_built(s, conformers, relax) for s in smiles]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can hang
+    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+        return list(pool.map(_built, smiles, [conformers] * len(smiles), [relax] * len(smiles), chunksize=16))
+
+
+def _built(smiles: str, conformers: int, relax: str) -> Molecule | None:
+    from unigem_core.io import read_smiles
+
+    try:
+        return read_smiles(smiles, conformers=conformers, relax=relax)
+    except MoleculeInputError:
+        return None

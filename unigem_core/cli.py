@@ -152,7 +152,8 @@ def cmd_evaluate(args) -> int:
             result.update(api.evaluate_loss(engine, limit=args.limit, precision=args.precision))
         if args.properties:
             result.update(api.evaluate_properties(engine, split=args.split, limit=args.limit, geometry=args.geometry,
-                                                  conformers=args.conformers, relax=args.relax))
+                                                  conformers=args.conformers, relax=args.relax,
+                                                  processes=args.processes))
         result.update({k: v for k, v in engine.info.items() if v is not None})  # step, epoch of the weights
     result["command"] = args.command_line
     if not args.reference:

@@ -13,7 +13,8 @@ from unigem_core.precision import CHOICES as PRECISIONS
 
 def _add_sampling_processes_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--processes", type=int, default=1, help="CPU: sample the batches in this many worker processes, "
-                   "sharing the torch threads (2 on a 2-core CPU is faster than 1)")
+                   "sharing the torch threads (2 on a 2-core CPU is faster than 1); evaluate builds the molecules "
+                   "of --geometry smiles in as many")
     p.add_argument("--compile", action="store_true", help="torch.compile the network with frozen weights: about "
                    "1.65x faster network calls on CPU after roughly a minute of compiling per batch shape; "
                    "pays off for long runs")

@@ -239,6 +239,16 @@ def test_a_flexible_smiles_is_built_as_its_conformers_lowest_energy_first():
         read_smiles("CCO", relax="dft")
 
 
+def test_on_record_sees_each_record_as_it_is_read():
+    """A progress display: the callback gets every record, refused ones too, in input order, before the list."""
+    seen = []
+    records = parse_text("CCO ethanol\nC1CC broken\nO water", "smiles", conformers=1, relax="mmff",
+                         on_record=seen.append)
+    assert [r.name for r in seen] == ["ethanol", "broken", "water"] and seen == records
+    seen.clear()
+    assert read_molecules(INPUTS / "good_multi.xyz", on_record=seen.append) == seen and len(seen) == 3
+
+
 def _gfn2(symbols, positions) -> tuple[float, float]:
     """GFN2-xTB's energy (hartree) and largest gradient component (hartree/bohr) at `positions` (Angstrom)."""
     from tblite.interface import Calculator

@@ -7,6 +7,7 @@ others.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 
 import pandas as pd
 import streamlit as st
@@ -32,19 +33,19 @@ MAX_CONFORMERS = 100
 RELAX_LABELS = {"xtb": "GFN2-xTB (closer to DFT)", "mmff": "MMFF force field only (about 10x faster)"}
 
 
-def collect_records(files, xyz_text: str, smiles_text: str, conformers: int = CONFORMERS,
-                    relax: str = RELAX) -> list[Record]:
+def collect_records(files, xyz_text: str, smiles_text: str, conformers: int = CONFORMERS, relax: str = RELAX,
+                    on_record: Callable[[Record], None] | None = None) -> list[Record]:
     """All input records in order: files first, then pasted XYZ, then SMILES lines (a molecule given by its bonds
-    is built as `conformers` conformers, relaxed as `relax` says)."""
+    is built as `conformers` conformers, relaxed as `relax` says); `on_record` sees each as it is read."""
     records: list[Record] = []
     for f in files or []:
-        records += read_molecules(f.getvalue(), f.name, conformers=conformers, relax=relax)
+        records += read_molecules(f.getvalue(), f.name, conformers=conformers, relax=relax, on_record=on_record)
     if xyz_text.strip():
-        for rec in parse_text(xyz_text, "xyz"):
+        for rec in parse_text(xyz_text, "xyz", on_record=on_record):
             rec.source = "pasted XYZ"
             records.append(rec)
     if smiles_text.strip():
-        for rec in parse_text(smiles_text, "smiles", conformers=conformers, relax=relax):
+        for rec in parse_text(smiles_text, "smiles", conformers=conformers, relax=relax, on_record=on_record):
             rec.source = "SMILES"
             records.append(rec)
     return records
@@ -148,6 +149,16 @@ def _detail(run: PredictionRun) -> None:
         st.dataframe(table, hide_index=True, width="stretch", height=35 * 13 + 3, column_config=columns)
 
 
+def _counter(place) -> Callable[[Record], None]:
+    """An on_record callback that keeps "12 records read, the last: glycerol" in `place` (an st.empty)."""
+    read = []
+
+    def tick(rec: Record) -> None:
+        read.append(rec)
+        place.caption(f"{len(read)} record{'s' if len(read) != 1 else ''} read, the last: {rec.name}")
+    return tick
+
+
 def _built_geometry_note(from_smiles: dict[str, float], conformers: int, relaxation: str | None) -> None:
     """Why a molecule typed as SMILES (or drawn in 2D) is predicted less well than one with its DFT geometry, and
     what its conformers mean; from_smiles: the card's typical errors of such geometries ({} when it has none);
@@ -184,7 +195,9 @@ def render() -> None:
     if st.button("Predict", type="primary", icon=":material/query_stats:", key="pred_go"):
         with st.spinner("Reading the input (a SMILES or a 2D drawing gets its 3D conformers built"
                         + (", a few seconds each with GFN2-xTB" if relax == "xtb" else "") + ")…"):
-            records = collect_records(files, xyz_text, smiles_text, conformers, relax)
+            count = st.empty()
+            records = collect_records(files, xyz_text, smiles_text, conformers, relax, _counter(count))
+            count.empty()
         if not records:
             st.warning("Nothing to predict: upload a file, paste XYZ text or type a SMILES first.")
         else:

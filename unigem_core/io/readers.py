@@ -30,6 +30,7 @@ import re
 import zlib
 from functools import partial
 from pathlib import Path
+from collections.abc import Callable
 from typing import BinaryIO
 
 from rdkit import Chem, rdBase
@@ -52,7 +53,8 @@ _CONTROL_BYTES = bytes(b for b in range(32) if chr(b) not in "\t\n\r\f\v")
 
 
 def read_molecules(data: bytes | str | os.PathLike | BinaryIO, filename: str | None = None,
-                   fmt: str | None = None, conformers: int = CONFORMERS, relax: str = RELAX) -> list[Record]:
+                   fmt: str | None = None, conformers: int = CONFORMERS, relax: str = RELAX,
+                   on_record: Callable[[Record], None] | None = None) -> list[Record]:
     """Read every record of a file: `data` is a path (str or Path), the file's bytes, or a binary file object.
 
     A str is always a path, never content: pasted text goes to `parse_text`. `filename` (default:
@@ -60,7 +62,8 @@ def read_molecules(data: bytes | str | os.PathLike | BinaryIO, filename: str | N
     The format comes from `fmt`, else from the extension (.xyz; .sdf, .sd, .mol; .smi, .smiles),
     else from the content (also for .txt, which falls back to one SMILES per line). gzip data
     (e.g. ``.sdf.gz``) is decompressed; CRLF and CR line endings are accepted. A molecule given by its bonds
-    alone gets `conformers` 3D conformers, relaxed as `relax` says (constants.RELAXATIONS).
+    alone gets `conformers` 3D conformers, relaxed as `relax` says (constants.RELAXATIONS). `on_record` is called
+    with each record as soon as it is read (building a SMILES's conformers takes seconds: a progress display).
     """
     how = Build3D(conformers, relax)
     if isinstance(data, (str, os.PathLike)):
@@ -80,12 +83,13 @@ def read_molecules(data: bytes | str | os.PathLike | BinaryIO, filename: str | N
         return [file_error(str(exc), filename)]
     inner_name = re.sub(r"\.gz$", "", filename or "", flags=re.IGNORECASE)  # mols.sdf.gz holds an SDF
     suffix = Path(inner_name).suffix.lower().lstrip(".")
-    return _parse(text, fmt or _FORMAT_NAMES.get(suffix), filename or "", suffix == "txt", how)
+    return _parse(text, fmt or _FORMAT_NAMES.get(suffix), filename or "", suffix == "txt", how, on_record)
 
 
-def parse_text(text: str, fmt: str | None = None, conformers: int = CONFORMERS, relax: str = RELAX) -> list[Record]:
+def parse_text(text: str, fmt: str | None = None, conformers: int = CONFORMERS, relax: str = RELAX,
+               on_record: Callable[[Record], None] | None = None) -> list[Record]:
     """Read pasted text (XYZ, SDF/MOL block or SMILES lines); the format is sniffed unless `fmt` is given."""
-    return _parse(text, _format_name(fmt), "", False, Build3D(conformers, relax))
+    return _parse(text, _format_name(fmt), "", False, Build3D(conformers, relax), on_record)
 
 
 def read_smiles(smiles: str, name: str = "", seed: int = 0, conformers: int = CONFORMERS,
@@ -101,7 +105,8 @@ def read_smiles(smiles: str, name: str = "", seed: int = 0, conformers: int = CO
 
 # --- whole input ---------------------------------------------------------------------------------
 
-def _parse(text: str, fmt: str | None, source: str, smiles_fallback: bool, how: Build3D) -> list[Record]:
+def _parse(text: str, fmt: str | None, source: str, smiles_fallback: bool, how: Build3D,
+           on_record: Callable[[Record], None] | None = None) -> list[Record]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.strip():
         return [file_error("no molecules found", source)]
@@ -109,8 +114,12 @@ def _parse(text: str, fmt: str | None, source: str, smiles_fallback: bool, how: 
     if fmt is None:
         return [file_error("could not tell the format: expected XYZ, SDF/MOL or SMILES", source)]
     reader = {"xyz": read_xyz, "sdf": partial(read_sdf, how=how), "smiles": partial(read_smiles_lines, how=how)}[fmt]
+    records = []
     with rdBase.BlockLogs():  # RDKit's own complaints become our one-line messages, not stderr noise
-        records = list(reader(text, source))
+        for rec in reader(text, source):
+            records.append(rec)
+            if on_record is not None:
+                on_record(rec)
     return records or [file_error("no molecules found", source)]
 
 

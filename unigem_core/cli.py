@@ -184,6 +184,8 @@ def cmd_card(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    from tqdm import tqdm
+
     from unigem_core import api
     from unigem_core.io import read_molecules
 
@@ -191,8 +193,10 @@ def cmd_predict(args) -> int:
     for path in args.files:
         if not path.exists():
             raise CLIError(f"{path}: no such file")
-        records += read_molecules(path.read_bytes(), filename=path.name, conformers=args.conformers,
-                                  relax=args.relax)
+        # a count on a terminal (not in a pipe or a log): a SMILES takes seconds to build with GFN2-xTB
+        with tqdm(desc=f"reading {path.name}", unit=" records", file=sys.stderr, disable=None) as bar:
+            records += read_molecules(path.read_bytes(), filename=path.name, conformers=args.conformers,
+                                      relax=args.relax, on_record=lambda _: bar.update())
     engine = api.load_model(args.checkpoint, args.device)
     lookup = api.qm9_lookup() if args.qm9 else None
     predictions = api.predict_records(engine, records, refine_built=not args.no_refine, lookup=lookup)

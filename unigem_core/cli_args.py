@@ -51,7 +51,7 @@ def _add_conformers_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--relax", default=RELAX, choices=RELAXATIONS,
                    help="the last step of building those conformers: xtb relaxes each MMFF conformer with GFN2-xTB "
                    "(0.1-0.2 s a conformer; closer to QM9's DFT geometries and values), mmff stops at the force "
-                   f"field (about 10x faster; default {RELAX})")
+                   f"field (about 18x faster; default {RELAX})")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:

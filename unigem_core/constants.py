@@ -84,6 +84,6 @@ CONFORMERS = 20
 # The last step of that build: "xtb" relaxes each MMFF conformer further with GFN2-xTB (io/xtb.py; 0.1-0.2 s a
 # conformer), which brought the predicted alpha, HOMO, LUMO, U0 and Cv of QM9 molecules rebuilt from their SMILES
 # 16-28 % closer to QM9's values than the MMFF conformers (bench/NOTES.md, "GFN2-xTB geometries"); "mmff" stops at
-# the force field (about ten times faster).
+# the force field (about 18 times faster: bench/build_speed.py).
 RELAXATIONS = ("xtb", "mmff")
 RELAX = "xtb"

@@ -30,7 +30,7 @@ H   0.0000  -0.7572  -0.4692"""
 SMILES_EXAMPLE = "CCO ethanol\nc1ccccc1 benzene"
 MAX_CONFORMERS = 100
 # The relaxations a user picks from (constants.RELAXATIONS), as the page names them
-RELAX_LABELS = {"xtb": "GFN2-xTB (closer to DFT)", "mmff": "MMFF force field only (about 10x faster)"}
+RELAX_LABELS = {"xtb": "GFN2-xTB (closer to DFT)", "mmff": "MMFF force field only (about 18x faster)"}
 
 
 def collect_records(files, xyz_text: str, smiles_text: str, conformers: int = CONFORMERS, relax: str = RELAX,
@@ -88,7 +88,7 @@ def _inputs() -> tuple[list, str, str, int, str]:
         help="After the MMFF force field, GFN2-xTB (semi-empirical quantum chemistry) moves each conformer closer "
              "to a DFT geometry like QM9's: on QM9 molecules typed as SMILES it brought the predicted polarisability, "
              "orbital energies, U0 and heat capacity 16-28 % closer to QM9's values. It takes 0.1-0.2 s per "
-             "conformer (a few seconds per SMILES); the force field alone is about ten times faster.")
+             "conformer (about a second per SMILES); the force field alone is about 18 times faster.")
     return files, xyz_text, smiles_text, int(conformers), relax
 
 
@@ -194,7 +194,7 @@ def render() -> None:
     files, xyz_text, smiles_text, conformers, relax = _inputs()
     if st.button("Predict", type="primary", icon=":material/query_stats:", key="pred_go"):
         with st.spinner("Reading the input (a SMILES or a 2D drawing gets its 3D conformers built"
-                        + (", a few seconds each with GFN2-xTB" if relax == "xtb" else "") + ")…"):
+                        + (", about a second each with GFN2-xTB" if relax == "xtb" else "") + ")…"):
             count = st.empty()
             records = collect_records(files, xyz_text, smiles_text, conformers, relax, _counter(count))
             count.empty()

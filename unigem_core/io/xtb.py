@@ -28,15 +28,6 @@ class RelaxationError(RuntimeError):
     """tblite is missing, or its SCF or the minimisation failed for this geometry; the message is one line."""
 
 
-def available() -> bool:
-    """Whether tblite (and so the GFN2-xTB relaxation) can be imported here."""
-    try:
-        _interface()
-    except RelaxationError:
-        return False
-    return True
-
-
 def relax(numbers: np.ndarray, positions: np.ndarray, unpaired: int = 0) -> tuple[np.ndarray, float]:
     """A GFN2-xTB minimum near `positions` ([n, 3] Angstrom; `numbers` [n] atomic numbers, a neutral molecule with
     `unpaired` unpaired electrons) -> (positions [n, 3] Angstrom, energy in hartree)."""

@@ -299,6 +299,34 @@ def test_a_failed_relaxation_keeps_the_force_field_geometry_with_a_warning(monke
     assert rec.warnings == (f"GFN2-xTB changed the bonds (1 of {n} conformers, left out)",)
 
 
+def test_the_bond_check_reads_the_molecules_own_bonds_not_distances_alone():
+    """Across bicyclo[1.1.1]pentane the bridgeheads sit within 1.3 times the covalent radii (rdDetermineBonds would
+    bond them) but are not bonded: the check keeps such a cage, and still sees a broken or a new bond."""
+    from rdkit.Chem import rdDetermineBonds
+
+    from unigem_core.io.domain import _keeps_bonds
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("C1C2CC1C2"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    AllChem.MMFFOptimizeMolecule(mol)
+    positions = mol.GetConformer().GetPositions()
+    heads = [a.GetIdx() for a in mol.GetAtoms() if a.GetSymbol() == "C" and a.GetTotalNumHs(includeNeighbors=True) == 1]
+    assert len(heads) == 2 and np.linalg.norm(positions[heads[0]] - positions[heads[1]]) < 1.3 * 2 * 0.76
+    perceived = Chem.Mol(mol)
+    rdDetermineBonds.DetermineConnectivity(perceived)
+    assert perceived.GetNumBonds() == mol.GetNumBonds() + 1  # distances alone read a bridgehead bond
+    assert _keeps_bonds(mol, positions)
+    hydrogen = mol.GetAtomWithIdx(heads[0]).GetNeighbors()[-1].GetIdx()
+    assert mol.GetAtomWithIdx(hydrogen).GetSymbol() == "H"
+    broken = positions.copy()
+    broken[hydrogen] += 2.0 * (positions[hydrogen] - positions[heads[0]])  # C-H to about 3.3 A
+    assert not _keeps_bonds(mol, broken)
+    crowded = positions.copy()
+    crowded[heads[1]] = positions[heads[0]] + 1.5 / np.linalg.norm(positions[heads[1]] - positions[heads[0]]) \
+        * (positions[heads[1]] - positions[heads[0]])  # the bridgeheads 1.5 A apart: a new bond
+    assert not _keeps_bonds(mol, crowded)
+
+
 def test_built_geometries_are_marked_and_a_strained_cage_still_embeds():
     """Coordinates RDKit built (a SMILES, a 2D drawing) are marked, so the Predict page can say what they cost."""
     assert read_smiles("CCO").built_3d and read_molecules(INPUTS / "flat_2d.sdf")[0].molecule.built_3d

@@ -693,7 +693,8 @@ def test_model_page_with_card(monkeypatch, tmp_path):
                        "10+r9": {"steps": 10, "resample": 9, "qm9": {"n_unseen": 5, "mae_vs_dft_unseen": {"mu": 9.0}}}},
         "properties": {"mae": {"mu": 0.5, "homo": 120.0}, "command": "unigem evaluate --properties"},
         "properties_from_smiles": {"mae": {"mu": 0.9}, "geometry": "smiles", "n_property_molecules": 998,
-                                   "n_refused": 2, "conformers": 20, "conformers_mean": 12.24,
+                                   "n_refused": 2, "conformers": 20, "conformers_mean": 12.24, "relax": "xtb",
+                                   "n_force_field_only": 3,
                                    "command": "unigem evaluate --properties --geometry smiles"},
         "training": {"hardware": "1x H100", "seconds": 7200},
         "validation_curve": [{"step": 2000 * e, "epoch": e, "val_loss": 0.3 - 0.01 * e, "val_prop_mae_norm": 0.06}
@@ -728,8 +729,8 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     assert len(mae) == 12 and mae["this model (MAE)"].iloc[0] == 0.5 and mae["EGNN, published (MAE)"].iloc[0] == 0.029
     assert mae["from SMILES (MAE)"].iloc[0] == 0.9 and "unigem evaluate --properties --geometry smiles" in \
         [c.value for c in at.code]
-    assert any("998 molecules (2 that RDKit could not build left out), 12.2 conformers each on average" in c.value
-               for c in at.caption)
+    assert any("998 molecules (2 that RDKit could not build left out), 12.2 conformers each on average, relaxed with "
+               "GFN2-xTB (3 kept their force-field geometry" in c.value for c in at.caption)
     assert mae["generated, vs QM9 (MAE)"].iloc[0] == 0.7  # the evaluation that compared the most molecules
     assert any("made with 25 steps + 3 refinement rounds, 40.0% have a bond graph that QM9 holds (30.0% in its "
                "training split); for the 90 found" in c.value for c in at.caption)

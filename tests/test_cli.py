@@ -261,6 +261,7 @@ def test_evaluate_properties_from_smiles(capsys):
     assert json.loads(capsys.readouterr().out)["mae"] == built["mae"]  # built in two worker processes: the same
     assert built["geometry"] == "smiles" and built["n_property_molecules"] + built["n_refused"] == 6
     assert built["conformers"] == 5 and 1 <= built["conformers_mean"] <= 5 and built["relax"] == "xtb"
+    assert built["n_force_field_only"] == 0  # GFN2-xTB relaxed every one of these
     assert main(["evaluate", "--n", "0", "--properties", "--limit", "6", "--json"]) == 0
     dft = json.loads(capsys.readouterr().out)
     assert dft["geometry"] == "qm9" and dft["n_property_molecules"] == 6

@@ -18,6 +18,7 @@ from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
                                 model_card, predict_properties, refine_geometries, to_report_units)
 from unigem_core.generation import generate, generate_valid
+from unigem_core.io import xtb
 from unigem_core.metrics.lookup import QM9Entry, QM9Lookup, qm9_lookup
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
@@ -159,8 +160,10 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
     is "mmff"; each refined by the model and their predictions averaged: predict_molecules), and its predictions
     are compared with QM9's values; `mae_unrefined` gives the errors on the built conformers as they are,
     `mae_qm9_geometry` the same molecules' errors at their DFT geometry, `n_refused` counts those RDKit could not
-    build and `conformers_mean` the conformers per molecule (near-duplicates pruned). `processes` builds the
-    molecules in that many spawned worker processes (the GFN2-xTB relaxations are most of the time).
+    build, `conformers_mean` the conformers per molecule (near-duplicates pruned) and, with GFN2-xTB,
+    `n_force_field_only` the molecules whose conformers kept the force field's geometry (GFN2-xTB failed on each or
+    changed its bonds: io.domain.embed_3d). `processes` builds the molecules in that many spawned worker processes
+    (the GFN2-xTB relaxations are most of the time).
     """
     from unigem_core.data.qm9 import load_split, symbols_of
 
@@ -190,6 +193,8 @@ def evaluate_properties(engine: Engine, split: str = "test", limit: int | None =
     result = {"split": split, "geometry": geometry, "n_property_molecules": int(len(rows))}
     if geometry == "smiles":
         result.update(n_refused=refused, conformers=conformers, relax=relax,
+                      n_force_field_only=sum(xtb.METHOD not in (m.relaxation or "") for m in built)
+                      if relax == "xtb" else 0,
                       conformers_mean=round(float(np.mean([len(m.geometries) for m in built])), 2) if built else 0.0,
                       mae=mae(built), mae_unrefined=mae(built, refine_built=False), mae_qm9_geometry=mae(mols))
     else:

@@ -310,6 +310,9 @@ def render() -> None:
                    + (f", {mean:.1f} conformers each on average" if isinstance(mean, (int, float)) else
                       ", one conformer each")
                    + (", relaxed with GFN2-xTB" if smiles.get("relax") == "xtb" else ", relaxed with MMFF")
+                   + (f" ({kept} kept their force-field geometry: GFN2-xTB failed on each conformer or changed "
+                      "its bonds)"
+                      if (kept := smiles.get("n_force_field_only")) else "")
                    + ". A geometry not optimised with DFT is what costs the accuracy:")
         st.code(smiles["command"], language="bash")
     if generated:

@@ -169,10 +169,7 @@ def _keeps_bonds(mol: Chem.Mol, positions: np.ndarray) -> bool:
     radii = np.array([table.GetRcovalent(atom.GetAtomicNum()) for atom in mol.GetAtoms()])
     limit = radii[:, None] + radii[None]  # [n, n]
     distances = np.linalg.norm(positions[:, None] - positions[None], axis=-1)  # [n, n]
-    bonded = np.zeros(limit.shape, dtype=bool)
-    for bond in mol.GetBonds():
-        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        bonded[i, j] = bonded[j, i] = True
+    bonded = Chem.GetAdjacencyMatrix(mol).astype(bool)  # [n, n]
     apart = ~bonded & ~np.eye(len(radii), dtype=bool)
     return bool(np.all(distances[bonded] <= BOND_STRETCH * limit[bonded])
                 and np.all(distances[apart] > NONBOND_CONTACT * limit[apart]))

@@ -18,7 +18,7 @@ BRANCH=runs/$PRESET-cooldown
 . .venv/bin/activate
 mkdir -p "$CAMPAIGN" logs
 
-. scripts/common.sh  # step_of
+. scripts/common.sh  # step_of, cooldown_start_of
 
 # the committed state, unless the run directory already holds a later one (a resumed session)
 if [ ! -e "$CAMPAIGN/last.pt" ] || [ "$(step_of checkpoints/training_state.pt)" -gt "$(step_of "$CAMPAIGN/last.pt")" ]; then
@@ -62,13 +62,11 @@ if [ "$status" != 0 ]; then
 fi
 
 # A cool-down branch off the campaign's state (resumed if a stop cut it short), then the release. A branch is
-# resumed only when it grew from the campaign's present state: one left by an earlier release (it may be at a later
-# step than the campaign is now) is replaced, so its weights are never measured and shipped again.
-branch_point=$(step_of "$CAMPAIGN/last.pt")
-if [ ! -e "$BRANCH/last.pt" ] || [ "$(cat "$BRANCH/branch_point" 2>/dev/null)" != "$branch_point" ] \
-    || [ "$(step_of "$BRANCH/last.pt")" -le "$branch_point" ]; then
+# resumed only when its cool-down began at the campaign's present step (its checkpoint records where): one left by
+# an earlier release (it may be at a later step than the campaign is now) is replaced, so its weights are never
+# measured and shipped again.
+if [ ! -e "$BRANCH/last.pt" ] || [ "$(cooldown_start_of "$BRANCH/last.pt")" != "$(step_of "$CAMPAIGN/last.pt")" ]; then
   rm -rf "$BRANCH" && mkdir -p "$BRANCH" && cp "$CAMPAIGN/log.csv" "$BRANCH/log.csv"
-  echo "$branch_point" > "$BRANCH/branch_point"
   unigem train --preset "$PRESET" --processes 2 --run-dir "$BRANCH" --resume "$CAMPAIGN/last.pt" \
     --cooldown-steps "${COOLDOWN_STEPS:-10000}" --checkpoint-minutes 4
 else  # cut short by a stop: it resumes its own last.pt and ends where its cool-down does

@@ -4,3 +4,9 @@
 step_of() {
   python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; print(f(sys.argv[1])['step'])" "$1"
 }
+
+# cooldown_start_of FILE: the step a checkpoint's cool-down began at (-1: none)
+cooldown_start_of() {
+  python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; \
+print(f(sys.argv[1])['config']['train']['cooldown_start'])" "$1"
+}

@@ -48,7 +48,8 @@ def cmd_train(args) -> int:
         resume = run_dir / "last.pt"
         print(f"resuming from {resume} (use --fresh to start over)", file=sys.stderr)
     command = os.environ.get("UNIGEM_TRAIN_COMMAND") or args.command_line
-    state = fit(config, run_dir, device, resume=resume, overrides=overrides if resume else None, command=command)
+    state = fit(config, run_dir, device, resume=resume, overrides=overrides if resume else None, command=command,
+                compile=args.compile)
     print(json.dumps({"run_dir": str(run_dir), "step": state.step, "epoch": state.epoch,
                       "elapsed_s": round(state.elapsed_s, 1)}))
     return 0

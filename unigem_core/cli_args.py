@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or the cores shared out over --processes)")
     p.add_argument("--processes", type=int, default=1, help="data-parallel processes on this machine (runs torchrun; "
                    "the batch is shared out over them)")
+    p.add_argument("--compile", action="store_true", help="run every EGNN block under torch.compile (dynamic shapes): "
+                   "fuses the elementwise work of the edge tensors, after a minute or two of compiling at the start; "
+                   "this invocation only (bench/NOTES.md has the speed-ups measured)")
 
     p = sub.add_parser("export", help="make an inference file from a training checkpoint")
     p.add_argument("source", type=Path)

@@ -25,6 +25,7 @@ from unigem_core.device import describe_hardware, keep_freed_memory
 from unigem_core.diffusion.process import MoleculeLosses, molecule_losses, noise_batch
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.model.denoiser import Denoiser
+from unigem_core.model.layers import EquivariantBlock
 from unigem_core.precision import autocast
 from unigem_core.train.checkpoint import TRAINING_FORMAT, atomic_save, inference_state, load_checkpoint, versions
 from unigem_core.train.clip import AdaptiveClipper
@@ -177,6 +178,18 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
     return {**terms.as_floats(), "loss": float(terms.total), "grad_norm": grad_norm, "lr": state.optimizer.param_groups[0]["lr"]}
 
 
+def compile_blocks(model: nn.Module) -> None:
+    """Put every EGNN block of `model` under torch.compile, in place (state-dict keys unchanged).
+
+    Blocks rather than the whole network: the per-molecule routing between the branches reads a
+    tensor, which would break one graph anyway, and every block has the same code, so one compiled
+    graph (dynamic in the batch and atom counts) serves them all. The EMA copies stay eager.
+    """
+    for module in model.modules():
+        if isinstance(module, EquivariantBlock):
+            module.compile(dynamic=True)
+
+
 def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule) -> dict:
     """The EMA model's validation_loss, in the run's precision: the val_* columns of the log."""
     return validation_loss(state.ema.model, data, schedule, state.normalizer, state.config.diffusion,
@@ -194,10 +207,13 @@ def save(state: TrainState, run_dir: Path) -> None:
 
 
 def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path | None = None,
-        overrides: dict | None = None, progress: bool = True, command: str = "fit()") -> TrainState:
+        overrides: dict | None = None, progress: bool = True, command: str = "fit()",
+        compile: bool = False) -> TrainState:
     """Train until max_steps or max_minutes, checkpointing every few minutes and at the end.
 
     `command` (the command line that called it) goes into the state's history with this call's steps.
+    `compile` runs the network's blocks under torch.compile (compile_blocks); it changes no state, so it is a
+    choice of this call, not part of the run's configuration.
     """
     from tqdm import tqdm
 
@@ -224,6 +240,8 @@ def fit(config: UniGEMConfig, run_dir: Path, device: torch.device, resume: Path 
                           "hardware": describe_hardware(tc.precision, world), "elapsed_from": state.elapsed_s,
                           "seconds": 0.0, "ended": "running"})
     schedule = NoiseSchedule(state.config.diffusion.num_steps, state.config.diffusion.power, state.config.diffusion.precision)
+    if compile:
+        compile_blocks(state.model)
     net: nn.Module = state.model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(state.model, device_ids=[device.index] if device.type == "cuda" else None)

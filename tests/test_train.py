@@ -21,7 +21,7 @@ from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.train.card import build_card
 from unigem_core.train.checkpoint import CheckpointError, inference_state, load_checkpoint
 from unigem_core.train.ema import EMA
-from unigem_core.train.loop import compile_blocks, fit, new_state, train_step, validate
+from unigem_core.train.loop import compile_blocks, cxx_compiler, fit, new_state, train_step, validate
 
 
 def _config(**changes):
@@ -93,6 +93,8 @@ def test_micro_batches_take_the_same_step_as_the_whole_batch():
 def test_compiled_blocks_take_the_same_step_as_eager_ones():
     """`unigem train --compile`: the blocks under torch.compile give the step's losses and gradient of the eager
     ones (fp32; the fused kernels may round in another order), and the state-dict keys do not change."""
+    if not cxx_compiler():
+        pytest.skip("no C++ compiler for Inductor's CPU kernels")
     cpu = torch.device("cpu")
     train = load_split("train", progress=False).subset(np.arange(64))
     batch = collate(train, np.arange(16, 32))
@@ -104,7 +106,7 @@ def test_compiled_blocks_take_the_same_step_as_eager_ones():
         state = new_state(_config(micro_batch=0, lr=1e-3), train, cpu)
         keys = list(state.model.state_dict())
         if compiled:
-            compile_blocks(state.model)
+            assert compile_blocks(state.model)
             assert list(state.model.state_dict()) == keys
         metrics = train_step(state, batch, NoiseSchedule())
         results[compiled] = (metrics, [p.detach().clone() for p in state.model.parameters()])
@@ -114,6 +116,17 @@ def test_compiled_blocks_take_the_same_step_as_eager_ones():
         assert abs(eager[key] - comp[key]) <= 1e-4 * max(1.0, abs(eager[key])), key
     for a, b in zip(p_eager, p_comp):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_compile_falls_back_to_eager_without_a_cxx_compiler(monkeypatch, capsys):
+    from unigem_core.train import loop
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(loop.shutil, "which", lambda name: None)
+    model = new_state(_config(), load_split("train", progress=False).subset(np.arange(8)), torch.device("cpu")).model
+    assert not compile_blocks(model)
+    assert "training eagerly" in capsys.readouterr().err
+    assert all(getattr(m, "_compiled_call_impl", None) is None for m in model.modules())
 
 
 def test_short_training_lowers_the_loss(tmp_path):

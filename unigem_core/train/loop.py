@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -178,16 +181,28 @@ def train_step(state: TrainState, batch: Batch, schedule: NoiseSchedule, net: nn
     return {**terms.as_floats(), "loss": float(terms.total), "grad_norm": grad_norm, "lr": state.optimizer.param_groups[0]["lr"]}
 
 
-def compile_blocks(model: nn.Module) -> None:
-    """Put every EGNN block of `model` under torch.compile, in place (state-dict keys unchanged).
+def compile_blocks(model: nn.Module) -> bool:
+    """Put every EGNN block of `model` under torch.compile (dynamic in the batch and atom counts), in place;
+    the state-dict keys do not change and the EMA copies stay eager. False, with a warning, where it cannot
+    work: Inductor builds CPU kernels with a C++ compiler, and a machine without one trains eagerly.
 
     Blocks rather than the whole network: the per-molecule routing between the branches reads a
-    tensor, which would break one graph anyway, and every block has the same code, so one compiled
-    graph (dynamic in the batch and atom counts) serves them all. The EMA copies stay eager.
+    tensor, which would break one graph anyway.
     """
+    if next(model.parameters()).device.type == "cpu" and not cxx_compiler():
+        print("warning: no C++ compiler (g++, c++, clang++ or $CXX) for torch.compile on CPU: training eagerly",
+              file=sys.stderr)
+        return False
     for module in model.modules():
         if isinstance(module, EquivariantBlock):
             module.compile(dynamic=True)
+    return True
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler Inductor would find for CPU kernels, if any."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    return next((path for path in map(shutil.which, names) if path), None)
 
 
 def validate(state: TrainState, data: QM9Arrays, schedule: NoiseSchedule) -> dict:

@@ -7,8 +7,9 @@
 # Xeon with AMX (bf16), 53 on a Zen 4 (bf16), 1.7 h on a Zen 3 (fp32); the release's evaluations 25-30,
 # 25, 45 and over 2 h (resumable).
 # Environment: PRESET (small), COOLDOWN_STEPS (10000), N_MOLECULES (1000) and CURVE_MOLECULES (100)
-# for the release's evaluations, TRAIN_ARGS (more `unigem train` flags for the campaign), COMPILE (1: train
-# with `unigem train --compile`, about 1.1x on a Zen 5 after a minute of compiling; 0: eager).
+# for the release's evaluations, CURVE_EVERY (5: every how many epochs the curve is measured,
+# scripts/curve_watch.sh), TRAIN_ARGS (more `unigem train` flags for the campaign), COMPILE (1: train with
+# `unigem train --compile`, about 1.1x on a Zen 5 after a minute of compiling; 0: eager).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MINUTES=${1:?minutes of campaign training}

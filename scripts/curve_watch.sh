@@ -18,7 +18,7 @@ while true; do
     [ -e "$snap" ] || continue
     epoch=$(basename "$snap" .pt)
     [ $((10#${epoch#epoch} % ${CURVE_EVERY:-5})) = 0 ] || continue
-    out="checkpoints/eval/curve_$(basename "$snap" .pt).json"
+    out="checkpoints/eval/curve_$epoch.json"
     [ -s "$out" ] && continue
     # --spacing 1: the even stride every point of the curve has been measured with (epochs 1-69 before
     # the sampler's default became 3), so the curve's points stay comparable

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.state import best_qm9_comparison
 from unigem_core import api
 from unigem_core.api import QM9Lookup
+from unigem_core.card_tables import best_qm9_comparison
 
 # Label shown in the app -> name understood by api.resolve_device.
 DEVICES = {"Auto": "auto", "CPU": "cpu", "GPU": "cuda"}

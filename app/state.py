@@ -320,14 +320,6 @@ def property_columns(built_3d: bool = False) -> dict:
             "vs QM9": number(format="%.3g", help="Predicted minus QM9's DFT value")}
 
 
-def best_qm9_comparison(generation: dict) -> tuple[str, dict] | None:
-    """Of a model card's generation evaluations, the one that compared the most generated molecules with QM9's DFT
-    values outside its training split: (its key, its "qm9" result); None when none did."""
-    measured = [(key, m["qm9"]) for key, m in generation.items()
-                if isinstance(m, dict) and isinstance(m.get("qm9"), dict) and m["qm9"].get("mae_vs_dft_unseen")]
-    return max(measured, key=lambda item: item[1].get("n_unseen") or 0, default=None)
-
-
 def is_novel(g: GeneratedMolecule, training_smiles: frozenset[str]) -> bool | None:
     """Whether a valid molecule's SMILES (spec 8.3 form) is absent from QM9's training set; None if it is invalid."""
     return g.smiles not in training_smiles if g.valid else None

@@ -88,3 +88,5 @@ done
 unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $(basename "$RUN")" \
   --train-command "$TRAIN_COMMAND" \
   --eval "${evals[@]}" --curve "${curve[@]}" "${resume_args[@]}"
+# the README's account of the shipped model is the card's (tests/test_card_tables.py checks it)
+unigem card --readme README.md

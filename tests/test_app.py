@@ -718,7 +718,7 @@ def test_model_page_with_card(monkeypatch, tmp_path):
     captions = {c.value for c in at.caption}
     assert {"published UniGEM: 89.8% · novel: 65.0%", "published EGNN: 0.029 D"} <= captions
     generation = at.dataframe[0].value
-    assert generation["model"].tolist()[:4] == ["this model · 1,000 steps, 1000 molecules", "this model · 100 steps",
+    assert generation["model"].tolist()[:4] == ["this model · 1,000 steps, 1,000 molecules", "this model · 100 steps",
                                                 "this model · 100 steps + 1 refinement round below t = 100",
                                                 "this model · 25 steps + 3 refinement rounds"]
     assert len(generation) == 5 + len(PUBLISHED_GENERATION)

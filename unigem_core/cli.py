@@ -169,6 +169,16 @@ def cmd_evaluate(args) -> int:
 def cmd_card(args) -> int:
     from unigem_core.train.card import add_evaluation, build_card, write_card
 
+    if args.markdown or args.readme:  # read the card, write nothing of it
+        from unigem_core import card_tables
+
+        text = card_tables.markdown(json.loads(args.out.read_text()))
+        if args.readme is None:
+            print(text, end="")
+            return 0
+        args.readme.write_text(card_tables.replace_block(args.readme.read_text(), text))
+        print(f"wrote the model card of {args.out} into {args.readme}")
+        return 0
     if args.add:  # one more evaluation of the shipped weights into the existing card
         card = json.loads(args.out.read_text())
         for path in args.eval:

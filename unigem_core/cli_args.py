@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the training checkpoint the campaign resumes from, if not the shipped weights' own state")
     p.add_argument("--add", action="store_true", help="add the --eval results (generation, or properties from "
                    "SMILES; of the card's own weights) to the existing card at --out, leaving the rest as it is")
+    p.add_argument("--markdown", action="store_true", help="print the card at --out as Markdown (its weights, "
+                   "generation and property tables, each with its command) and write nothing")
+    p.add_argument("--readme", type=Path, default=None, help="write that Markdown into this file (README.md) between "
+                   "its model card markers, leaving the rest of the file as it is")
     p.add_argument("--out", type=Path, default=Path("checkpoints/model_card.json"))
 
     p = sub.add_parser("predict", help="predict the twelve properties of molecules in XYZ/SDF/SMILES files")

@@ -21,12 +21,11 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import resources
-from app.state import best_qm9_comparison
+from unigem_core.card_tables import (FROM_SMILES, GENERATED, best_qm9_comparison, by_sampler, generation_rows,
+                                     mae_rows, percent, sampler_label)
 from unigem_core.constants import PROPERTIES, PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
 from unigem_core.metrics import ALLOWED_VALENCES
 
-GENERATION_COLUMNS = {"atom_stability": "Atom stable", "molecule_stability": "Mol. stable", "validity": "Valid",
-                      "uniqueness": "Unique", "valid_x_unique": "Valid × unique", "novelty": "Novel"}
 CURVE_METRICS = {"atom_stability": "atom stability", "molecule_stability": "molecule stability",
                  "validity": "validity"}
 
@@ -80,55 +79,14 @@ def validation_figure(rows: list[dict]) -> go.Figure:
     return fig
 
 
-def sampler_label(key: str, metrics: dict) -> str:
-    """"1,000 steps", or "50 steps + 1 refinement round" for an evaluation with resampling (of every step, or
-    "... below t = 100" where only the steps ending below a t were resampled)."""
-    steps = metrics.get("steps") or _as_int(key.split("+")[0])
-    rounds = metrics.get("resample") or 0
-    if not rounds:
-        return f"{steps:,} steps"
-    below = f" below t = {metrics['resample_below']:,}" if metrics.get("resample_below") else ""
-    return f"{steps:,} steps + {rounds} refinement round{'s' if rounds > 1 else ''}{below}"
-
-
-def _by_sampler(generation: dict) -> list[tuple[str, dict]]:
-    """(label, metrics) per evaluation: most steps first, and at equal steps the plain sampler first."""
-    def order(item):
-        key, metrics = item
-        return -(metrics.get("steps") or _as_int(key.split("+")[0])), metrics.get("resample") or 0
-    return [(sampler_label(k, m), m) for k, m in sorted(generation.items(), key=order)]
-
-
 def generation_table(generation: dict) -> pd.DataFrame:
     """Measured rows (one per sampler setting) above the published Data / EDM / UniGEM rows, in %."""
-    rows = []
-    for label, metrics in _by_sampler(generation):
-        extra = f", {metrics['n_molecules']} molecules" if metrics.get("n_molecules") else ""
-        rows.append({"model": f"this model · {label}{extra}",
-                     **{label: _percent(metrics.get(key)) for key, label in GENERATION_COLUMNS.items()}})
-    for name, metrics in PUBLISHED_GENERATION.items():
-        rows.append({"model": f"published · {name}",
-                     **{label: _percent(metrics.get(key)) for key, label in GENERATION_COLUMNS.items()}})
-    return pd.DataFrame(rows)
-
-
-FROM_SMILES = "from SMILES (MAE)"  # mae_table's column of the errors on geometries RDKit built
-GENERATED = "generated, vs QM9 (MAE)"  # mae_table's column of generated molecules against QM9's DFT values
+    return pd.DataFrame(generation_rows(generation))
 
 
 def mae_table(mae: dict, from_smiles: dict | None = None, generated: dict | None = None) -> pd.DataFrame:
-    """One row per property: this model's test MAE, the same molecules rebuilt from SMILES when measured,
-    generated molecules against QM9's DFT values for the same bond graph when measured, EGNN's."""
-    rows = []
-    for p in PROPERTIES:
-        row = {"property": f"{p.label} ({p.key})", "unit": p.report_unit, "this model (MAE)": mae.get(p.key)}
-        if from_smiles:
-            row[FROM_SMILES] = from_smiles.get(p.key)
-        if generated:
-            row[GENERATED] = generated.get(p.key)
-        row["EGNN, published (MAE)"] = PUBLISHED_EGNN_MAE.get(p.key)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """One row per property: test MAE, from SMILES and generated vs QM9 where measured, EGNN's (mae_rows)."""
+    return pd.DataFrame(mae_rows(mae, from_smiles, generated))
 
 
 def generated_vs_qm9(generation: dict) -> tuple[str, dict] | None:
@@ -151,17 +109,6 @@ def _unstable_atoms(counts: dict[str, int], most: int = 6) -> str:
     return ", ".join(parts) + (f", {rest} other atoms" if rest else "")
 
 
-def _as_int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _percent(value) -> str:
-    return "" if value is None else f"{100 * float(value):.1f}%"
-
-
 def _engine_facts():
     """What the loaded checkpoint says about itself, shown with or without a card; the engine or None."""
     try:
@@ -181,21 +128,21 @@ def _engine_facts():
 
 def _at_a_glance(card: dict) -> None:
     """The headline numbers of the shipped model, each beside its published counterpart (all from the card)."""
-    measured = _by_sampler(card.get("generation") or {})
+    measured = by_sampler(card.get("generation") or {})
     plain = [(label, m) for label, m in measured if not m.get("resample")]
     tiles = []  # (label, value, published)
     if plain:  # the paper's sampler with the most steps: the published protocol
         label, metrics = plain[0]
         for key, name in (("molecule_stability", "Molecule stability"), ("valid_x_unique", "Valid × unique")):
             if metrics.get(key) is not None:
-                tiles.append((f"{name} · {label}", _percent(metrics[key]),
-                              f"published UniGEM: {_percent(PUBLISHED_GENERATION['UniGEM'][key])}"))
+                tiles.append((f"{name} · {label}", percent(metrics[key]),
+                              f"published UniGEM: {percent(PUBLISHED_GENERATION['UniGEM'][key])}"))
     refined = [(label, m) for label, m in measured if m.get("resample") and m.get("molecule_stability") is not None]
     if refined:  # the best refined sampler measured (the Generate page's default is one of these)
         label, metrics = max(refined, key=lambda item: item[1]["molecule_stability"])
-        novel = f" · novel: {_percent(metrics['novelty'])}" if metrics.get("novelty") is not None else ""
-        tiles.append((f"Molecule stability · {label}", _percent(metrics["molecule_stability"]),
-                      f"published UniGEM: {_percent(PUBLISHED_GENERATION['UniGEM']['molecule_stability'])}{novel}"))
+        novel = f" · novel: {percent(metrics['novelty'])}" if metrics.get("novelty") is not None else ""
+        tiles.append((f"Molecule stability · {label}", percent(metrics["molecule_stability"]),
+                      f"published UniGEM: {percent(PUBLISHED_GENERATION['UniGEM']['molecule_stability'])}{novel}"))
     mae = (card.get("properties") or {}).get("mae") or {}
     for p in PROPERTIES:
         if p.key in ("gap", "mu") and mae.get(p.key) is not None:
@@ -275,10 +222,10 @@ def render() -> None:
     st.dataframe(generation_table(generation), hide_index=True, width="stretch")
     if not generation:
         st.caption("Not measured yet; the published rows are from the UniGEM paper (Table 1).")
-    for label, metrics in _by_sampler(generation):
+    for label, metrics in by_sampler(generation):
         if metrics.get("unstable_atoms"):
             st.caption(f"Where the molecules of {label} fail: {_unstable_atoms(metrics['unstable_atoms'])}.")
-    for label, metrics in _by_sampler(generation):
+    for label, metrics in by_sampler(generation):
         if metrics.get("command"):
             st.caption(f"Measured with ({label}):")
             st.code(metrics["command"], language="bash")
@@ -317,8 +264,8 @@ def render() -> None:
         st.code(smiles["command"], language="bash")
     if generated:
         label, qm9 = generated
-        st.caption(f"Generated, vs QM9: of the valid molecules made with {label}, {_percent(qm9.get('in_qm9'))} "
-                   f"have a bond graph that QM9 holds ({_percent(qm9.get('in_training_split'))} in its training "
+        st.caption(f"Generated, vs QM9: of the valid molecules made with {label}, {percent(qm9.get('in_qm9'))} "
+                   f"have a bond graph that QM9 holds ({percent(qm9.get('in_training_split'))} in its training "
                    f"split); for the {qm9['n_unseen']:,} found only outside the training split, the predictions read "
                    "from the generated geometry are compared with QM9's DFT values at its own geometry, so the "
                    "errors include how far the generated geometry lies from QM9's (the command is that run's, above).")

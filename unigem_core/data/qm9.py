@@ -2,7 +2,8 @@
 
 The cache is an ``.npz`` file outside git (``$UNIGEM_DATA_DIR`` or ``~/.cache/unigem``). It is rebuilt
 automatically, with a progress bar, when it is missing or when the source files or the cache format
-changed.
+changed. Where qm9pack is not installed (a lent GPU machine), a smaller portable file in the same folder
+(write_portable) stands in for it.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from unigem_core.constants import ATOM_REFERENCE, ELEMENT_INDEX, ELEMENTS, HARTR
 CACHE_VERSION = 1
 SPLIT_SIZES = {"train": 100_000, "valid": 17_748, "test": 13_083}  # spec 1: the EDM/Cormorant split
 SOURCE_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
+PORTABLE_FILE = "qm9_portable_v1.npz"  # write_portable's file, which load_qm9 reads where qm9pack is missing
+POSITION_QUANTUM = 1e-3  # Angstrom: the portable file's positions are integer multiples of it
 
 
 @dataclass(frozen=True)
@@ -119,8 +122,15 @@ def build_arrays(folder: Path, progress: bool = True) -> QM9Arrays:
 
 
 def load_qm9(data_dir: Path | None = None, progress: bool = True) -> QM9Arrays:
-    """All 130,831 molecules, from the cache (rebuilt first if it is missing or stale)."""
-    folder = qm9pack_data_dir()
+    """All 130,831 molecules, from the cache (rebuilt first if it is missing or stale), or where `qm9pack` is not
+    installed, from the portable file in the data folder (write_portable), if there is one."""
+    try:
+        folder = qm9pack_data_dir()
+    except FileNotFoundError:
+        portable = (data_dir or default_data_dir()) / PORTABLE_FILE
+        if not portable.exists():
+            raise
+        return read_portable(portable)
     signature = _source_signature(folder)
     path = (data_dir or default_data_dir()) / f"qm9_v{CACHE_VERSION}.npz"
     if path.exists():
@@ -134,6 +144,39 @@ def load_qm9(data_dir: Path | None = None, progress: bool = True) -> QM9Arrays:
     np.savez(tmp, signature=signature, **{f: getattr(arrays, f) for f in QM9Arrays.__dataclass_fields__})
     os.replace(tmp, path)
     return arrays
+
+
+def write_portable(path: Path, arrays: QM9Arrays | None = None) -> Path:
+    """QM9 in one compressed file of about 18 MB, for a machine without `qm9pack` (a lent GPU, where what travels is
+    limited; read by load_qm9 from the data folder, named PORTABLE_FILE): the atoms alone, without padding, their
+    positions rounded to POSITION_QUANTUM (off by 0.0005 Angstrom at most, far below the noise the model trains with)
+    and the targets in float32 (about 1e-7 of each value)."""
+    arrays = arrays if arrays is not None else load_qm9()
+    if np.abs(arrays.positions).max() >= np.iinfo(np.int16).max * POSITION_QUANTUM:
+        raise ValueError("a coordinate too large for the portable file's int16 positions")
+    atoms = np.arange(MAX_ATOMS)[None, :] < arrays.n_atoms[:, None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, positions=np.round(arrays.positions[atoms] / POSITION_QUANTUM).astype(np.int16),
+                        types=arrays.types[atoms], n_atoms=arrays.n_atoms, targets=arrays.targets.astype(np.float32),
+                        smiles=np.frombuffer("\n".join(arrays.smiles.tolist()).encode(), dtype=np.uint8),
+                        index=arrays.index)
+    os.replace(tmp, path)
+    return path
+
+
+def read_portable(path: Path) -> QM9Arrays:
+    """The arrays of a write_portable file, padded again as load_qm9 gives them."""
+    with np.load(path, allow_pickle=False) as f:
+        n_atoms = f["n_atoms"]
+        atoms = np.arange(MAX_ATOMS)[None, :] < n_atoms[:, None]
+        positions = np.zeros((len(n_atoms), MAX_ATOMS, 3), dtype=np.float32)
+        positions[atoms] = f["positions"].astype(np.float32) * np.float32(POSITION_QUANTUM)
+        types = np.full((len(n_atoms), MAX_ATOMS), -1, dtype=np.int8)
+        types[atoms] = f["types"]
+        smiles = np.array(f["smiles"].tobytes().decode().split("\n"))
+        return QM9Arrays(positions=positions, types=types, n_atoms=n_atoms, targets=f["targets"].astype(np.float64),
+                         smiles=smiles, index=f["index"])
 
 
 def split_indices(n_molecules: int) -> dict[str, np.ndarray]:

@@ -28,6 +28,11 @@ from unigem_core.data.qm9 import PORTABLE_FILE, write_portable
 path = write_portable(Path(".gpu") / PORTABLE_FILE)
 print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 EOF
+  # what travels: the tracked files, the untracked ones git does not ignore, and .gpu/ (at most 64 MiB in all)
+  bytes=$( { git ls-files -z; git ls-files -z --others --exclude-standard; printf '%s\0' .gpu/*; } \
+    | { xargs -0 stat -L -c %s -- 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}')
+  echo "the tree that travels: $((bytes / 1048576)) MiB of 64"
+  [ "$bytes" -le $((64 * 1048576)) ] || { echo "too large to travel: leave out what is not needed" >&2; exit 1; }
   echo 'next: run(command="bash scripts/gpu_session.sh run 9", carry=[".gpu"], timeout_s=600)'
   ;;
 run)

@@ -44,8 +44,8 @@ run)
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
   start=$SECONDS
   # each stage has its own limit, so a slow one cannot eat the training's minutes
-  timeout 120 python3 -m pytest -v -p no:cacheprovider tests/test_cuda.py -rs || echo "CUDA tests: status $?"
-  timeout 120 python3 bench/run.py --quick --device cuda --out "$OUT" || echo "bench: status $?"
+  timeout 100 python3 -m pytest -v -p no:cacheprovider tests/test_cuda.py -rs || echo "CUDA tests: status $?"
+  timeout 170 python3 bench/run.py --quick --device cuda --out "$OUT" || echo "bench: status $?"
   left=$((MINUTES * 60 - (SECONDS - start) - 60))
   echo "checks took $((SECONDS - start)) s; $left s left for training"
   RUN=/tmp/small-gpu

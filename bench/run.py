@@ -67,7 +67,7 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
 
     import workloads as W
     from reference_egnn import ReferenceDenoiser
-    from unigem_core.api import Engine, predict_properties
+    from unigem_core.engine import Engine, predict_properties  # not api: the GPU machine has no RDKit
     from unigem_core.config import preset
     from unigem_core.data.collate import collate, epoch_batches
     from unigem_core.data.normalizer import PropertyNormalizer

@@ -77,4 +77,4 @@ else  # cut short by a stop: it resumes its own last.pt and ends where its cool-
   unigem train --preset "$PRESET" --processes 2 --run-dir "$BRANCH" --checkpoint-minutes 4 "${COMPILE_FLAGS[@]}"
 fi
 PROCESSES=2 CAMPAIGN="$CAMPAIGN" bash scripts/release_model.sh "$BRANCH" "" "${N_MOLECULES:-1000}" "${CURVE_MOLECULES:-100}"
-echo "released: commit checkpoints/"
+echo "released: commit checkpoints/ and README.md (its prose comparing this release with the last is by hand)"

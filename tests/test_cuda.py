@@ -74,8 +74,8 @@ def test_sampling_on_the_gpu_gives_the_cpu_molecule(compile):
 
 
 def test_the_shipped_model_predicts_the_same_on_the_gpu():
-    """The shipped weights read a QM9 test geometry alike on both devices (each in its `auto` precision: bf16 on
-    both where the CPU has it), within a small share of the test MAE; generation runs on the GPU."""
+    """The shipped weights read a QM9 test geometry alike on both devices (fp32, predict_properties' precision),
+    within a tenth of the test MAE; generation runs on the GPU."""
     pytest.importorskip("rdkit", reason="the engine reads and checks molecules with RDKit")
     from unigem_core import api
 

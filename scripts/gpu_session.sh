@@ -47,12 +47,13 @@ run)
   timeout 100 python3 -m pytest -v -p no:cacheprovider tests/test_cuda.py -rs || echo "CUDA tests: status $?"
   timeout 170 python3 bench/run.py --quick --device cuda --out "$OUT" || echo "bench: status $?"
   left=$((MINUTES * 60 - (SECONDS - start) - 60))
+  left=$((left > 60 ? left : 60))  # at least a minute (and never `timeout 0`, which would mean no limit)
   echo "checks took $((SECONDS - start)) s; $left s left for training"
   RUN=/tmp/small-gpu
   mkdir -p "$RUN" && cp checkpoints/training_log.csv "$RUN/log.csv"
   # --max-minutes counts from the start of training; a SIGTERM from timeout still writes the checkpoint
   timeout $((left + 30)) python3 -m unigem_core.cli train --preset small --device cuda --run-dir "$RUN" \
-    --resume checkpoints/training_state.pt --max-minutes "$(python3 -c "print(max($left, 60) / 60)")" \
+    --resume checkpoints/training_state.pt --max-minutes "$(python3 -c "print($left / 60)")" \
     --checkpoint-minutes 1 --compile || echo "training: status $?"
   if [ -e "$RUN/last.pt" ]; then
     split -b 15M -d "$RUN/last.pt" "$OUT/last.pt.part"

@@ -45,6 +45,13 @@ def best_qm9_comparison(generation: dict) -> tuple[str, dict] | None:
     return max(measured, key=lambda item: item[1].get("n_unseen") or 0, default=None)
 
 
+def generated_vs_qm9(generation: dict) -> tuple[str, dict] | None:
+    """The card's best measurement of generated molecules against QM9's DFT values (best_qm9_comparison), with
+    its sampler's label."""
+    best = best_qm9_comparison(generation)
+    return None if best is None else (sampler_label(best[0], generation[best[0]]), best[1])
+
+
 def generation_rows(generation: dict) -> list[dict]:
     """Measured rows (one per sampler setting) above the published Data / EDM / UniGEM rows, in %."""
     rows = []
@@ -92,9 +99,8 @@ def markdown(card: dict) -> str:
     properties = card.get("properties") or {}
     if properties.get("mae"):
         smiles = card.get("properties_from_smiles") or {}
-        best = best_qm9_comparison(generation)
-        generated = best[1] if best else None
-        rows = mae_rows(properties["mae"], smiles.get("mae"), generated and generated["mae_vs_dft_unseen"])
+        generated = generated_vs_qm9(generation)
+        rows = mae_rows(properties["mae"], smiles.get("mae"), generated and generated[1]["mae_vs_dft_unseen"])
         out += ["", f"Property prediction, mean absolute error on QM9's {properties.get('split', 'test')} split "
                 f"({properties.get('n_property_molecules', 0):,} molecules at their DFT geometries):", ""]
         published = "EGNN, published (MAE)"  # as the paper gives them, not to three figures
@@ -102,17 +108,17 @@ def markdown(card: dict) -> str:
                        for row in rows])
         out += ["", f"- this model: `{properties['command']}`"]
         if smiles.get("command"):
-            built, asked = smiles.get("n_property_molecules", 0), smiles.get("n_property_molecules", 0) + (
-                smiles.get("n_refused") or 0)
+            built = smiles.get("n_property_molecules", 0)
+            asked = built + (smiles.get("n_refused") or 0)
             out.append(f"- {FROM_SMILES}: {built:,} of the first {asked:,} test molecules, rebuilt from QM9's SMILES "
                        "as the Predict page builds a typed SMILES "
                        f"({_smiles_build(smiles)}), each refined by the model, predictions averaged over the "
                        f"conformers: `{smiles['command']}`")
         if generated:
-            label = sampler_label(best[0], generation[best[0]])
-            out.append(f"- {GENERATED}: of the valid molecules of {label}, {percent(generated.get('in_qm9'))} have a "
-                       f"bond graph QM9 holds ({percent(generated.get('in_training_split'))} in its training split); "
-                       f"the {generated.get('n_unseen', 0):,} found only outside the training split, predictions from "
+            label, qm9 = generated
+            out.append(f"- {GENERATED}: of the valid molecules of {label}, {percent(qm9.get('in_qm9'))} have a "
+                       f"bond graph QM9 holds ({percent(qm9.get('in_training_split'))} in its training split); "
+                       f"the {qm9.get('n_unseen', 0):,} found only outside the training split, predictions from "
                        "the generated geometry against QM9's DFT values (that run's command, above)")
     validation = card.get("validation_loss") or {}
     if validation.get("validation_loss"):
@@ -126,19 +132,23 @@ def markdown(card: dict) -> str:
 
 def replace_block(text: str, block: str) -> str:
     """`text` (the README) with what lies between README_START and README_END replaced by `block`."""
-    start, end = text.find(README_START), text.find(README_END)
-    if start < 0 or end < start:
-        raise ValueError(f"no model card block to replace: the text lacks the lines {README_START!r} and "
-                         f"{README_END!r}, in that order")
-    return text[:start] + README_START + "\n" + block + text[end:]
+    start, end = _block_span(text)
+    return text[:start] + block + text[end:]
 
 
 def readme_block(text: str) -> str:
     """What lies between the README's markers (replace_block's `block`)."""
+    start, end = _block_span(text)
+    return text[start:end]
+
+
+def _block_span(text: str) -> tuple[int, int]:
+    """Where the block starts (after the start marker's line) and ends (at the end marker) in `text`."""
     start, end = text.find(README_START), text.find(README_END)
     if start < 0 or end < start:
-        raise ValueError("the text holds no model card block")
-    return text[start + len(README_START) + 1:end]
+        raise ValueError(f"no model card block: the text lacks the lines {README_START!r} and {README_END!r}, "
+                         "in that order")
+    return start + len(README_START) + 1, end
 
 
 def _weights(card: dict) -> str:

@@ -21,8 +21,8 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from app import resources
-from unigem_core.card_tables import (FROM_SMILES, GENERATED, best_qm9_comparison, by_sampler, generation_rows,
-                                     mae_rows, percent, sampler_label)
+from unigem_core.card_tables import (FROM_SMILES, GENERATED, by_sampler, generated_vs_qm9, generation_rows, mae_rows,
+                                     percent)
 from unigem_core.constants import PROPERTIES, PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
 from unigem_core.metrics import ALLOWED_VALENCES
 
@@ -87,13 +87,6 @@ def generation_table(generation: dict) -> pd.DataFrame:
 def mae_table(mae: dict, from_smiles: dict | None = None, generated: dict | None = None) -> pd.DataFrame:
     """One row per property: test MAE, from SMILES and generated vs QM9 where measured, EGNN's (mae_rows)."""
     return pd.DataFrame(mae_rows(mae, from_smiles, generated))
-
-
-def generated_vs_qm9(generation: dict) -> tuple[str, dict] | None:
-    """The card's best measurement of generated molecules against QM9's DFT values (best_qm9_comparison), with
-    its sampler's label."""
-    best = best_qm9_comparison(generation)
-    return None if best is None else (sampler_label(best[0], generation[best[0]]), best[1])
 
 
 def _unstable_atoms(counts: dict[str, int], most: int = 6) -> str:

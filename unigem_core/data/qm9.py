@@ -124,15 +124,15 @@ def build_arrays(folder: Path, progress: bool = True) -> QM9Arrays:
 def load_qm9(data_dir: Path | None = None, progress: bool = True) -> QM9Arrays:
     """All 130,831 molecules, from the cache (rebuilt first if it is missing or stale), or where `qm9pack` is not
     installed, from the portable file in the data folder (write_portable), if there is one."""
+    data_dir = data_dir or default_data_dir()
     try:
         folder = qm9pack_data_dir()
     except FileNotFoundError:
-        portable = (data_dir or default_data_dir()) / PORTABLE_FILE
-        if not portable.exists():
+        if not (data_dir / PORTABLE_FILE).exists():
             raise
-        return read_portable(portable)
+        return read_portable(data_dir / PORTABLE_FILE)
     signature = _source_signature(folder)
-    path = (data_dir or default_data_dir()) / f"qm9_v{CACHE_VERSION}.npz"
+    path = data_dir / f"qm9_v{CACHE_VERSION}.npz"
     if path.exists():
         with np.load(path, allow_pickle=False) as cached:
             if str(cached["signature"]) == signature:

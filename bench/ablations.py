@@ -27,7 +27,7 @@ from torch.nn import functional as F  # noqa: E402
 from unigem_core.config import preset
 from unigem_core.data.collate import collate, epoch_batches
 from unigem_core.data.qm9 import load_split
-from unigem_core.model import egnn, layers
+from unigem_core.model import cpu_shards, egnn, layers
 from unigem_core.model.denoiser import Denoiser
 
 
@@ -150,7 +150,7 @@ VARIANTS = {
     "residual stream h kept in bf16 between blocks": (
         ("train",), lambda m: patched(egnn.BranchedEGNN, "_run", _run_bf16_h(egnn.BranchedEGNN._run))),
     "no CPU inference grouping by edges (before)": (
-        ("infer",), lambda m: patched(egnn, "CPU_INFERENCE_EDGES", 10 ** 12)),
+        ("infer",), lambda m: patched(cpu_shards, "CPU_INFERENCE_EDGES", 10 ** 12)),
 }
 
 

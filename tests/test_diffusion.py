@@ -198,15 +198,21 @@ def test_resampling_repeats_the_late_steps_and_keeps_seeds_per_molecule(tiny_con
 
 
 def test_compiled_sampler_gives_the_same_molecule(tiny_config):
-    """SamplerOptions(compile=True): torch.compile with frozen weights samples what eager sampling does."""
+    """SamplerOptions(compile=True): torch.compile with frozen weights samples what eager sampling does, here
+    on two threads, so in shards of two sizes side by side (cpu_shards; the first call compiles them in turn)."""
     from unigem_core.diffusion.sampler import compiled
     from unigem_core.model.denoiser import Denoiser
 
     torch.manual_seed(0)
     model = Denoiser(tiny_config).eval()
     schedule = NoiseSchedule()
-    eager = sample(model, schedule, [6, 9], [1, 2], SamplerOptions(steps=12, precision="fp32"))
-    fast = sample(model, schedule, [6, 9], [1, 2], SamplerOptions(steps=12, precision="fp32", compile=True))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        eager = sample(model, schedule, [6, 9, 7], [1, 2, 3], SamplerOptions(steps=12, precision="fp32"))
+        fast = sample(model, schedule, [6, 9, 7], [1, 2, 3], SamplerOptions(steps=12, precision="fp32", compile=True))
+    finally:
+        torch.set_num_threads(threads)
     for a, b in zip(eager.positions, fast.positions):
         assert np.allclose(a, b, atol=1e-3)
     assert all((a == b).all() for a, b in zip(eager.types, fast.types))

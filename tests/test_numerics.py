@@ -110,13 +110,13 @@ def test_bf16_autocast_paper_model_close_to_fp32():
 
 
 def test_grouped_cpu_inference_equals_one_pass(tiny_model_f64, monkeypatch):
-    """Inference on CPU runs molecules in groups (egnn.CPU_INFERENCE_EDGES); the result is unchanged."""
-    from unigem_core.model import egnn
+    """Inference on CPU runs molecules in groups (cpu_shards.CPU_INFERENCE_EDGES); the result is unchanged."""
+    from unigem_core.model import cpu_shards
 
     x, mask = random_batch([7, 5, 9, 3, 6, 8, 4], n_max=10)
     t = torch.tensor([0, 10, 11, 700, 3, 1000, 50])  # groups with one branch, and groups with both
     one_pass = tiny_model_f64(x, t, mask)  # autograd on: never grouped
-    monkeypatch.setattr(egnn, "CPU_INFERENCE_EDGES", 2 * 10 * 10)  # two molecules per group
+    monkeypatch.setattr(cpu_shards, "CPU_INFERENCE_EDGES", 2 * 10 * 10)  # two molecules per group
     with torch.no_grad():
         grouped = tiny_model_f64(x, t, mask)
     for key in OUTPUTS:

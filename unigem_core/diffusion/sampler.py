@@ -15,6 +15,8 @@ import torch
 from unigem_core.constants import STEP_SPACING
 from unigem_core.diffusion.schedule import NoiseSchedule
 from unigem_core.geometry import batch_noise, remove_mean
+from unigem_core.model.cpu_shards import run_shards, shard_slices
+from unigem_core.model.denoiser import DenoiserOutput
 from unigem_core.molecule import Frame, Trajectory
 from unigem_core.precision import autocast, resolve_precision
 
@@ -130,6 +132,11 @@ def compiled(model: torch.nn.Module) -> Callable:
     TorchDynamo decides whether parameters become constants while it traces, from the global
     Inductor config, so `options={"freezing": True}` alone leaves the weights as graph inputs that
     are cast to bf16 on every call (torch 2.13; 1.2x slower at batch 1, bench/NOTES.md).
+
+    On CPU the batch runs in shards side by side, one core each (model.cpu_shards), and each shard's graph
+    is compiled in a worker of one OpenMP thread, since Inductor builds the thread count into its kernels:
+    at batch 1 on 2 cores 2.3x faster than the graph on both cores (bench/NOTES.md, "Shards on the cores").
+    A new shard shape is compiled one shard at a time, so two workers never compile the same graph at once.
     """
     net = _COMPILED.get(model)
     if net is None:
@@ -137,10 +144,23 @@ def compiled(model: torch.nn.Module) -> Callable:
 
         cpu = next(model.parameters()).device.type == "cpu"
         graph = torch.compile(model, options={"cpp_wrapper": cpu})
+        compiled_shapes: set[tuple] = set()
 
-        def net(*args, **kwargs):
+        def net(z: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor, growth: bool) -> DenoiserOutput:
             with inductor_config.patch(freezing=True):  # seen by the trace, the compile and any recompile
-                return graph(*args, **kwargs)
+                if not cpu:
+                    return graph(z, t, node_mask, growth=growth)
+                threads = torch.get_num_threads()
+                slices = shard_slices(len(z), z.shape[1], threads)
+
+                def shard(s: slice) -> DenoiserOutput:
+                    return graph(z[s], t[s], node_mask[s], growth=growth)
+
+                shape = (tuple(s.stop - s.start for s in slices), z.shape[1], growth)
+                if shape in compiled_shapes:
+                    return DenoiserOutput.cat(run_shards(shard, slices, threads))
+                compiled_shapes.add(shape)
+                return DenoiserOutput.cat([run_shards(shard, [s], threads)[0] for s in slices])
 
         _COMPILED[model] = net
     return net

@@ -6,13 +6,14 @@ heads: CoM-free coordinate noise eps = x_out - x_in, atom-type logits and normal
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from torch import nn
 
 from unigem_core.config import UniGEMConfig
 from unigem_core.geometry import remove_mean
+from unigem_core.model.cpu_shards import run_shards, shard_slices
 from unigem_core.model.egnn import BranchedEGNN
 from unigem_core.model.heads import AtomTypeHead, PropertyHead
 
@@ -22,6 +23,13 @@ class DenoiserOutput:
     eps: torch.Tensor  # [B, N, 3] predicted coordinate noise, CoM-free, zero on padding
     type_logits: torch.Tensor  # [B, N, 5] scores over H, C, N, O, F
     properties: torch.Tensor  # [B, 12] normalised ((y - mean) / MAD)
+
+    @staticmethod
+    def cat(parts: list[DenoiserOutput]) -> DenoiserOutput:
+        """The outputs of consecutive shards of a batch as one."""
+        if len(parts) == 1:
+            return parts[0]
+        return DenoiserOutput(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(DenoiserOutput)))
 
 
 class Denoiser(nn.Module):
@@ -41,7 +49,17 @@ class Denoiser(nn.Module):
 
         growth: None routes each molecule by its own t (t <= t_n: growth branch). A caller whose
         molecules all share one t (the sampler) passes the answer, so no tensor is read to route.
+        Inference on CPU runs the molecules in cache-sized shards, side by side on the cores (cpu_shards).
         """
+        if torch.is_grad_enabled() or z_x.device.type != "cpu":
+            return self._forward(z_x, t, node_mask, growth)
+        b, n, _ = z_x.shape
+        threads = 1 if torch.compiler.is_compiling() else torch.get_num_threads()
+        return DenoiserOutput.cat(run_shards(lambda s: self._forward(z_x[s], t[s], node_mask[s], growth),
+                                             shard_slices(b, n, threads), threads))
+
+    def _forward(self, z_x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor,
+                 growth: bool | None) -> DenoiserOutput:
         b, n, _ = z_x.shape
         mask = node_mask.to(z_x.dtype)  # [B, N]
         t_frac = (t.to(z_x.dtype) / self.num_steps).view(b, 1, 1).expand(b, n, 1)  # [B, N, 1]

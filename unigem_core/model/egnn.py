@@ -11,12 +11,6 @@ from unigem_core.config import ModelConfig
 from unigem_core.geometry import edge_mask_from, pairwise_sq_distances
 from unigem_core.model.layers import EquivariantBlock
 
-# Inference on CPU runs the molecules in groups of about this many padded edges (b N^2), so that
-# the [b, N, N, H] intermediates of a group stay in cache: 1.1-1.6x at 64 molecules, more for
-# larger ones (bench/NOTES.md). Molecules do not interact, so grouping changes no result. Training
-# is not grouped: its backward pass needs all activations anyway. On CUDA, larger batches are faster.
-CPU_INFERENCE_EDGES = 8192
-
 
 def _blocks(cfg: ModelConfig, n: int) -> nn.ModuleList:
     return nn.ModuleList(
@@ -48,18 +42,6 @@ class BranchedEGNN(nn.Module):
         use_growth: [B] bool, each molecule's branch; or one Python bool for the whole batch (the
         sampler's case), which routes without reading a tensor, so torch.compile sees one graph.
         """
-        b, n = node_mask.shape
-        group = max(1, CPU_INFERENCE_EDGES // (n * n))  # molecules per group
-        if torch.is_grad_enabled() or x.device.type != "cpu" or b <= group:
-            return self._forward_group(features, x, node_mask, use_growth)
-        rows = range(0, b, group)
-        parts = [self._forward_group(features[s:s + group], x[s:s + group], node_mask[s:s + group],
-                                     use_growth if isinstance(use_growth, bool) else use_growth[s:s + group])
-                 for s in rows]
-        return torch.cat([h for h, _ in parts]), torch.cat([x for _, x in parts])
-
-    def _forward_group(self, features: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor,
-                       use_growth: torch.Tensor | bool) -> tuple[torch.Tensor, torch.Tensor]:
         edge_mask = edge_mask_from(node_mask).to(x.dtype)  # [B, N, N, 1]
         d0 = pairwise_sq_distances(x)  # [B, N, N, 1]: the input distances, an edge feature in every block
         h = self.embedding(features) * node_mask.to(features.dtype).unsqueeze(-1)  # [B, N, H]

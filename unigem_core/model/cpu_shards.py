@@ -1,0 +1,87 @@
+"""CPU inference on several cores: a batch's molecules in shards, side by side, one core each.
+
+Molecules do not interact, so a batch can be cut into shards that run at once on threads of their own,
+each with a single OpenMP thread, instead of every operator of one pass being shared out over all the
+cores. On 2 cores that is 1.5-1.7x faster for 8 to 100 molecules, and at 1 to 4 molecules one core alone
+is 1.6-1.8x faster than two: each of the ~900 operators of a pass would otherwise wake the sleeping second
+thread (OMP_WAIT_POLICY=PASSIVE, which unigem sets) for a few microseconds of work (bench/NOTES.md,
+"Shards on the cores"). Not used for training (its backward pass wants one graph), under torch.compile
+(the compiled sampler has its own fused kernels), or where torch's OpenMP runtime cannot be found: there the
+whole pass runs in the calling thread as before.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import torch
+
+T = TypeVar("T")
+
+# A shard holds about this many padded edges (b N^2) at most, so that the [b, N, N, H] intermediates of
+# its pass stay in cache: 1.1-1.6x at 64 molecules on one thread, more for larger ones (bench/NOTES.md,
+# "What changed in unigem_core/model"). On CUDA, larger batches are faster.
+CPU_INFERENCE_EDGES = 8192
+
+
+def shard_slices(b: int, n: int, threads: int) -> list[slice]:
+    """The shards of a batch of b molecules padded to n atoms: groups of at most about CPU_INFERENCE_EDGES
+    padded edges, their number rounded up to a multiple of `threads` so the cores get equal shares, and
+    never more than b."""
+    count = -(-b // max(1, CPU_INFERENCE_EDGES // (n * n)))
+    count = min(b, threads * -(-count // threads))
+    bounds = [round(i * b / count) for i in range(count + 1)]
+    return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+
+
+def run_shards(forward: Callable[[slice], T], slices: list[slice], threads: int) -> list[T]:
+    """forward(shard) for every shard, side by side on `threads` workers of one OpenMP thread each; in the
+    calling thread, one after the other, for threads = 1 (and under torch.compile, whose trace cannot follow
+    other threads) or where torch's OpenMP runtime cannot be found."""
+    if threads == 1 or _openmp() is None:
+        return [forward(s) for s in slices]
+    # Grad mode, inference mode and autocast are per thread: each worker takes on the caller's.
+    inference = torch.is_inference_mode_enabled()
+    autocast = torch.is_autocast_enabled("cpu")
+    dtype = torch.get_autocast_dtype("cpu")
+
+    def in_worker(s: slice) -> T:
+        with torch.inference_mode(inference), torch.no_grad(), torch.autocast("cpu", dtype=dtype, enabled=autocast):
+            return forward(s)
+
+    return list(_pool(threads).map(in_worker, slices))
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """One pool per thread count, kept for the process: concurrent callers (the app's sessions) share its
+    workers, so together they never run more passes at once than there are cores."""
+    return ThreadPoolExecutor(threads, thread_name_prefix="unigem-shard", initializer=_one_openmp_thread)
+
+
+def _one_openmp_thread() -> None:
+    """Make this worker's parallel regions single-threaded. OpenMP keeps the thread count per thread, so the
+    caller and every other thread keep theirs (torch.set_num_threads would also change the count that threads
+    started later take on)."""
+    torch.get_num_threads()  # torch sets a new thread's count on first use: let it, then override it
+    _openmp().omp_set_num_threads(1)
+
+
+@functools.cache
+def _openmp() -> ctypes.CDLL | None:
+    """The OpenMP runtime torch's CPU kernels run on (its own copy, not necessarily the system's), or None."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if line.rstrip().endswith((".so", ".so.1", ".so.5"))}
+    except OSError:  # not Linux
+        return None
+    torch_lib = os.path.realpath(os.path.join(os.path.dirname(torch.__file__), "lib"))
+    for path in sorted(paths):
+        name = os.path.basename(path)
+        if name.startswith(("libgomp", "libiomp", "libomp")) and os.path.realpath(path).startswith(torch_lib):
+            return ctypes.CDLL(path)
+    return None

@@ -5,9 +5,9 @@ each with a single OpenMP thread, instead of every operator of one pass being sh
 cores. On 2 cores that is 1.5-1.7x faster for 8 to 100 molecules, and at 1 to 4 molecules one core alone
 is 1.6-1.8x faster than two: each of the ~900 operators of a pass would otherwise wake the sleeping second
 thread (OMP_WAIT_POLICY=PASSIVE, which unigem sets) for a few microseconds of work (bench/NOTES.md,
-"Shards on the cores"). Not used for training (its backward pass wants one graph), under torch.compile
-(the compiled sampler has its own fused kernels), or where torch's OpenMP runtime cannot be found: there the
-whole pass runs in the calling thread as before.
+"Shards on the cores"). Not used for training (its backward pass wants one graph), inside a torch.compile
+trace (the compiled sampler shards around its graph instead: sampler.compiled), or where torch's OpenMP
+runtime cannot be found: there the whole pass runs in the calling thread as before.
 """
 from __future__ import annotations
 

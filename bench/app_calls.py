@@ -3,7 +3,8 @@
     python bench/app_calls.py [--threads 2] [--rounds 3] [--checkpoint checkpoints/unigem.pt]
 
 unigem_core is imported before torch, as in the app and the CLI, so OpenMP threads wait passively
-(unigem_core/__init__.py). Rows: the Generate page's default (4 molecules, 50 steps and one refinement
+(unigem_core/__init__.py). The CLI and the API use torch's thread count (all cores); the app sets its own
+(app/resources.py, threads_per_job). Rows: the Generate page's default (4 molecules, 50 steps and one refinement
 round), the Trajectory page (one molecule with its frames), a larger gallery (16), and the Predict page
 on 256 QM9 test molecules at their DFT geometries. Median of `--rounds` after one untimed run.
 """

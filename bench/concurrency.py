@@ -6,9 +6,9 @@ Starts `streamlit run app/main.py` on a free port, opens one headless-Chromium c
 gives each its own seed (seed, seed + 1000, ...) and presses Generate in all of them at once. While they
 run, one more session opens the app and we time its first page. The server's resident memory is
 sampled throughout. Afterwards each session's molecules, read off the page (card titles and the XYZ
-inside each 3D view), are compared with a direct `api.generate` call with the same settings: same
-seeds, same formulas in the same order, same coordinates. Prints a table and writes
-bench/results/concurrency-<date>.json. Needs Chromium (/usr/bin/chromium) and the Playwright driver.
+inside each 3D view), are compared with a direct `api.generate` call with the same settings (the page's
+default refinement round included): same seeds, same formulas in the same order, same coordinates. Prints
+a table and writes bench/results/concurrency-<date>.json. Needs Chromium (/usr/bin/chromium) and the Playwright driver.
 """
 from __future__ import annotations
 
@@ -138,9 +138,10 @@ def fetch_page_files(url: str) -> float:
 
 
 async def metric(page, label: str) -> str:
-    """The value of one of the gallery's summary metrics, e.g. "Sampling steps" -> "50"."""
+    """The value of one of the gallery's summary metrics, e.g. "Sampling steps" -> "50" (the line after the
+    label; a delta such as "+ 1 round" may follow it)."""
     text = await page.get_by_test_id("stMetric").filter(has_text=label).inner_text()
-    return text.split("\n")[-1].strip()
+    return [line.strip() for line in text.split("\n") if line.strip()][1]
 
 
 async def molecules_shown(page) -> list[dict]:
@@ -196,12 +197,13 @@ def check_against_direct_calls(sessions: list[dict], n: int, steps: int) -> None
     import torch
 
     from app import resources
+    from app.state import WIDGET_DEFAULTS
     from unigem_core import api
 
     torch.set_num_threads(resources.threads_per_job(resources.max_concurrent_jobs()))  # as the server computes
     engine = api.load_model(resources.checkpoint_path(), device="auto")
     for s in sessions:
-        direct = api.generate(engine, n, steps=steps, seed=s["seed"])
+        direct = api.generate(engine, n, steps=steps, seed=s["seed"], resample=WIDGET_DEFAULTS["gen_resample"])
         shown = s["molecules"]
         same_ids = [(m["seed"], m["formula"]) for m in shown] == [(g.seed, g.molecule.formula) for g in direct]
         deviation = max((float(np.abs(_xyz_positions(m["xyz"]) - g.molecule.positions).max())

@@ -72,6 +72,19 @@ def test_job_slots_admit_at_most_the_limit_and_report_waiting():
     assert slots.running == 0  # every slot was given back
 
 
+def test_runs_take_every_core_where_the_passes_run_in_shards(monkeypatch):
+    """With shards, sessions share one worker per core, so each run may use all of them; without, the cores
+    are divided among the runs admitted at once; $UNIGEM_THREADS_PER_JOB overrides both."""
+    monkeypatch.setattr(resources.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.delenv(resources.THREADS_ENV, raising=False)
+    monkeypatch.setattr(api, "cpu_shards_available", lambda: True)
+    assert resources.threads_per_job(2) == 4
+    monkeypatch.setattr(api, "cpu_shards_available", lambda: False)
+    assert resources.threads_per_job(2) == 2 and resources.threads_per_job(8) == 1
+    monkeypatch.setenv(resources.THREADS_ENV, "3")
+    assert resources.threads_per_job(2) == 3
+
+
 def test_a_failing_job_gives_its_slot_back():
     slots = resources.JobSlots(limit=1)
     with pytest.raises(ZeroDivisionError):

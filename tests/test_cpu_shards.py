@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import random_batch
-from unigem_core.model.cpu_shards import CPU_INFERENCE_EDGES, _openmp, run_shards, shard_slices
+from unigem_core.model.cpu_shards import CPU_INFERENCE_EDGES, MIN_SHARD_WORK, _openmp, run_shards, shard_slices
 from unigem_core.model.denoiser import Denoiser
 
 needs_openmp = pytest.mark.skipif(_openmp() is None, reason="torch's OpenMP runtime not found: no shards here")
@@ -26,12 +26,22 @@ def threads():
                                              (5, 91, 1), (64, 29, 4), (40, 10, 1)])
 def test_shards_cover_the_batch_in_order_and_share_it_evenly(b, n, n_threads):
     group = max(1, CPU_INFERENCE_EDGES // (n * n))  # molecules whose edges fit in cache
-    slices = shard_slices(b, n, n_threads)
+    slices = shard_slices(b, n, n_threads, hidden=256)
     assert [i for s in slices for i in range(b)[s]] == list(range(b))
     assert len(slices) <= b and all(s.stop > s.start for s in slices)
-    assert len(slices) % n_threads == 0 or len(slices) == b  # equal shares for the cores, unless too few molecules
+    enough_work = max(1, b * n * n * 256 * 256 // MIN_SHARD_WORK)
+    assert len(slices) % n_threads == 0 or len(slices) in (b, enough_work)  # equal shares, unless too little
     assert max(s.stop - s.start for s in slices) - min(s.stop - s.start for s in slices) <= 1
     assert max(s.stop - s.start for s in slices) <= max(group, -(-b // n_threads))
+
+
+def test_a_shard_holds_enough_work_for_a_core():
+    """Small batches of a narrow network stay whole (their shards would be too short to pay); wider ones split."""
+    assert len(shard_slices(4, 21, 2, hidden=128)) == 1  # the Generate page's 4 molecules, `small`
+    assert len(shard_slices(16, 23, 2, hidden=128)) == 2
+    assert len(shard_slices(4, 19, 2, hidden=256)) == 2  # `paper`
+    assert len(shard_slices(1, 29, 2, hidden=256)) == 1 and len(shard_slices(2, 12, 2, hidden=256)) == 1
+    assert len(shard_slices(2, 19, 1, hidden=256)) == 1 and len(shard_slices(100, 19, 1, hidden=32)) == 5
 
 
 @needs_openmp
@@ -42,6 +52,9 @@ def test_workers_run_one_openmp_thread_and_the_caller_keeps_its_count(threads):
                                      threading.current_thread() is threading.main_thread()), [slice(0, 1)] * 4, 2)
     assert seen == [(1, True, False)] * 4
     assert torch.get_num_threads() == 2
+    alone = run_shards(lambda s: (torch.get_num_threads(), threading.current_thread() is threading.main_thread()),
+                       [slice(0, 1)], 2)
+    assert alone == [(1, True)] and torch.get_num_threads() == 2  # one shard: here, on one thread, then back
     later = []  # a thread started afterwards (a new app session) still takes the process's count
     worker = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
     worker.start()
@@ -58,6 +71,7 @@ def test_sharded_passes_equal_one_thread_in_float64_and_keep_bf16_autocast(tiny_
     x, mask = random_batch([7, 5, 9, 3, 6, 8, 4], n_max=10)
     t = torch.tensor([0, 10, 11, 700, 3, 1000, 50])  # shards with one branch, and shards with both
     monkeypatch.setattr(cpu_shards, "CPU_INFERENCE_EDGES", 2 * 10 * 10)  # two molecules per group: four shards
+    monkeypatch.setattr(cpu_shards, "MIN_SHARD_WORK", 1)  # however little work the tiny network's shards hold
 
     def outputs(n_threads: int, dtype: torch.dtype, bf16: bool):
         threads(n_threads)

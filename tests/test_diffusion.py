@@ -197,12 +197,14 @@ def test_resampling_repeats_the_late_steps_and_keeps_seeds_per_molecule(tiny_con
     assert not np.allclose(alone.positions[0], without.positions[0], atol=1e-3)
 
 
-def test_compiled_sampler_gives_the_same_molecule(tiny_config):
+def test_compiled_sampler_gives_the_same_molecule(tiny_config, monkeypatch):
     """SamplerOptions(compile=True): torch.compile with frozen weights samples what eager sampling does, here
     on two threads, so in shards of two sizes side by side (cpu_shards; the first call compiles them in turn)."""
     from unigem_core.diffusion.sampler import compiled
+    from unigem_core.model import cpu_shards
     from unigem_core.model.denoiser import Denoiser
 
+    monkeypatch.setattr(cpu_shards, "MIN_SHARD_WORK", 1)  # shards however tiny the network
     torch.manual_seed(0)
     model = Denoiser(tiny_config).eval()
     schedule = NoiseSchedule()

@@ -117,6 +117,7 @@ def test_grouped_cpu_inference_equals_one_pass(tiny_model_f64, monkeypatch):
     t = torch.tensor([0, 10, 11, 700, 3, 1000, 50])  # groups with one branch, and groups with both
     one_pass = tiny_model_f64(x, t, mask)  # autograd on: never grouped
     monkeypatch.setattr(cpu_shards, "CPU_INFERENCE_EDGES", 2 * 10 * 10)  # two molecules per group
+    monkeypatch.setattr(cpu_shards, "MIN_SHARD_WORK", 1)  # on several threads too, however tiny the network
     with torch.no_grad():
         grouped = tiny_model_f64(x, t, mask)
     for key in OUTPUTS:

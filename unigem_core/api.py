@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from unigem_core.constants import CONFORMERS, PROPERTIES, RELAX
-from unigem_core.device import resolve_device, set_cpu_threads
+from unigem_core.device import cpu_shards_available, resolve_device, set_cpu_threads
 from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
                                 model_card, predict_properties, refine_geometries, to_report_units)
@@ -28,8 +28,8 @@ from unigem_core.targets import PropertyRange, parse_range
 GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or conformers built from QM9's SMILES
 
 __all__ = ["CONFORMERS", "DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction",
-           "evaluate_generation", "evaluate_loss", "evaluate_properties", "evaluate_reference", "generate",
-           "generate_valid", "load_model", "mean_properties", "model_card", "parse_range", "predict_molecules",
+           "cpu_shards_available", "evaluate_generation", "evaluate_loss", "evaluate_properties",
+           "evaluate_reference", "generate", "generate_valid", "load_model", "mean_properties", "model_card", "parse_range", "predict_molecules",
            "predict_properties", "predict_records", "predictions_table", "PropertyRange", "QM9Entry", "QM9Lookup",
            "qm9_lookup", "refine_geometries", "resolve_device", "set_cpu_threads", "to_report_units"]
 

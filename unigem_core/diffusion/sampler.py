@@ -134,9 +134,9 @@ def compiled(model: torch.nn.Module) -> Callable:
     are cast to bf16 on every call (torch 2.13; 1.2x slower at batch 1, bench/NOTES.md).
 
     On CPU the batch runs in shards side by side, one core each (model.cpu_shards), and each shard's graph
-    is compiled in a worker of one OpenMP thread, since Inductor builds the thread count into its kernels:
-    at batch 1 on 2 cores 2.3x faster than the graph on both cores (bench/NOTES.md, "Shards on the cores").
-    A new shard shape is compiled one shard at a time, so two workers never compile the same graph at once.
+    is compiled on one OpenMP thread, since Inductor builds the thread count into its kernels: at batch 1 on
+    2 cores 2.3x faster than the graph on both cores (bench/NOTES.md, "Shards on the cores"). A new shard
+    shape is compiled one shard at a time, so two workers never compile the same graph at once.
     """
     net = _COMPILED.get(model)
     if net is None:
@@ -151,7 +151,7 @@ def compiled(model: torch.nn.Module) -> Callable:
                 if not cpu:
                     return graph(z, t, node_mask, growth=growth)
                 threads = torch.get_num_threads()
-                slices = shard_slices(len(z), z.shape[1], threads)
+                slices = shard_slices(len(z), z.shape[1], threads, model.hidden)
 
                 def shard(s: slice) -> DenoiserOutput:
                     return graph(z[s], t[s], node_mask[s], growth=growth)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -26,24 +27,37 @@ T = TypeVar("T")
 # its pass stay in cache: 1.1-1.6x at 64 molecules on one thread, more for larger ones (bench/NOTES.md,
 # "What changed in unigem_core/model"). On CUDA, larger batches are faster.
 CPU_INFERENCE_EDGES = 8192
+# A shard with less work than this (padded edges x features^2) is not worth a core of its own: its operators
+# are so short that the workers mostly take turns at the Python interpreter. On 2 cores, N = 19-21, two shards
+# of the `small` network (128 features) at 4 molecules (14 M each) were no faster than one thread, at 8 (24 M)
+# 1.2x faster; of `paper` (256) at 2 molecules (24 M) as fast, at 4 (47 M) 1.7x (bench/NOTES.md, "Shards on
+# the cores").
+MIN_SHARD_WORK = 20_000_000
 
 
-def shard_slices(b: int, n: int, threads: int) -> list[slice]:
-    """The shards of a batch of b molecules padded to n atoms: groups of at most about CPU_INFERENCE_EDGES
-    padded edges, their number rounded up to a multiple of `threads` so the cores get equal shares, and
-    never more than b."""
-    count = -(-b // max(1, CPU_INFERENCE_EDGES // (n * n)))
-    count = min(b, threads * -(-count // threads))
+def shard_slices(b: int, n: int, threads: int, hidden: int) -> list[slice]:
+    """The shards of a batch of b molecules padded to n atoms for a network of `hidden` features: groups of
+    at most about CPU_INFERENCE_EDGES padded edges, their number rounded up to a multiple of `threads` so the
+    cores get equal shares, but no more than b, nor more than shards of MIN_SHARD_WORK each."""
+    count = -(-b // max(1, CPU_INFERENCE_EDGES // (n * n)))  # cache-sized groups
+    if threads > 1:
+        count = threads * -(-count // threads)  # equal shares for the cores
+        count = min(count, max(1, b * n * n * hidden * hidden // MIN_SHARD_WORK))  # each worth a core
+    count = min(count, b)
     bounds = [round(i * b / count) for i in range(count + 1)]
     return [slice(lo, hi) for lo, hi in zip(bounds, bounds[1:])]
 
 
 def run_shards(forward: Callable[[slice], T], slices: list[slice], threads: int) -> list[T]:
-    """forward(shard) for every shard, side by side on `threads` workers of one OpenMP thread each; in the
-    calling thread, one after the other, for threads = 1 (and under torch.compile, whose trace cannot follow
-    other threads) or where torch's OpenMP runtime cannot be found."""
+    """forward(shard) for every shard, side by side on `threads` workers of one OpenMP thread each; a single
+    shard in the calling thread on one OpenMP thread; in the calling thread, one after the other, for
+    threads = 1 (and under torch.compile, whose trace cannot follow other threads) or where torch's OpenMP
+    runtime cannot be found."""
     if threads == 1 or _openmp() is None:
         return [forward(s) for s in slices]
+    if len(slices) == 1:  # here, without handing it over: this thread alone, for the shard's duration
+        with _one_openmp_thread_here():
+            return [forward(slices[0])]
     # Grad mode, inference mode and autocast are per thread: each worker takes on the caller's.
     inference = torch.is_inference_mode_enabled()
     autocast = torch.is_autocast_enabled("cpu")
@@ -56,11 +70,28 @@ def run_shards(forward: Callable[[slice], T], slices: list[slice], threads: int)
     return list(_pool(threads).map(in_worker, slices))
 
 
+def available() -> bool:
+    """Whether CPU passes can run in shards here (torch's OpenMP runtime was found)."""
+    return _openmp() is not None
+
+
 @functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     """One pool per thread count, kept for the process: concurrent callers (the app's sessions) share its
     workers, so together they never run more passes at once than there are cores."""
     return ThreadPoolExecutor(threads, thread_name_prefix="unigem-shard", initializer=_one_openmp_thread)
+
+
+@contextmanager
+def _one_openmp_thread_here() -> Iterator[None]:
+    """This thread's parallel regions single-threaded for the with-block, then as they were."""
+    torch.get_num_threads()  # torch's own first-use setting of this thread's count comes before ours
+    before = _openmp().omp_get_max_threads()
+    _openmp().omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        _openmp().omp_set_num_threads(before)
 
 
 def _one_openmp_thread() -> None:

@@ -36,6 +36,7 @@ class Denoiser(nn.Module):
     def __init__(self, cfg: UniGEMConfig):
         super().__init__()
         self.num_steps = cfg.diffusion.num_steps
+        self.hidden = cfg.model.hidden  # feature width: how much work a CPU shard of the batch holds (cpu_shards)
         self.t_n = cfg.diffusion.t_n
         # Input features per atom: [1, t/T]. The constant 1 stands for the six type/charge channels of
         # the published model, which are all set to 1 (their embedding collapses to one bias vector).
@@ -56,7 +57,7 @@ class Denoiser(nn.Module):
         b, n, _ = z_x.shape
         threads = 1 if torch.compiler.is_compiling() else torch.get_num_threads()
         return DenoiserOutput.cat(run_shards(lambda s: self._forward(z_x[s], t[s], node_mask[s], growth),
-                                             shard_slices(b, n, threads), threads))
+                                             shard_slices(b, n, threads, self.hidden), threads))
 
     def _forward(self, z_x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor,
                  growth: bool | None) -> DenoiserOutput:

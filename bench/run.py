@@ -138,6 +138,10 @@ def bench_device(device_name: str, args: argparse.Namespace) -> dict:
         flops = {f: W.training_flops(mc, batches, f) for f in ("dense", "reference")}
         record("training, batches of 64", "molecules/s", 64 * n_batches, W.interleaved(runs, rounds, device), flops)
 
+    # From here on inference only, with weights that need no gradient, as in a loaded engine (api.load_model):
+    # autocast then casts them on every call instead of keeping a cache of casts behind a process-wide lock.
+    for model, _, _ in impls.values():
+        model.eval().requires_grad_(False)
     sampling = [(1, 20 if quick else 50), (8, 5 if quick else 20), (64, 2 if quick else 8)]
     for b, steps in sampling:
         if f"sampling-{b}" not in args.only:

@@ -166,9 +166,9 @@ def threads_per_job(limit: int) -> int:
     run in shards (unigem_core's cpu_shards), else the cores shared among `limit` runs.
 
     Why: the shards go to one worker per thread, each with one OpenMP thread, and all sessions share those
-    workers, so a run alone uses every core (on 2 cores: 16 molecules and predictions for 256 1.6-1.8x faster
-    than on one, 1 to 4 molecules 5-13 % slower) and two runs at once still put no more threads on the cores
-    than there are cores (bench/NOTES.md, "Shards on the cores"). Without shards each run's torch ops
+    workers, so a run alone uses every core (on 2 cores: 16 molecules and predictions for 256 1.7-1.8x faster
+    than on one, 1 to 4 molecules as fast) and two runs at once still put no more threads on the cores than
+    there are cores (bench/NOTES.md, "Shards on the cores"). Without shards each run's torch ops
     use their own OpenMP team, and with more threads than free cores every parallel op waits at a barrier for
     a thread that is not scheduled: on the 2-core dev machine, with a training run beside it, 2 molecules x 50
     steps took 19 s with 2 threads and 0.2 s with 1.

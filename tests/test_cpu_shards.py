@@ -2,12 +2,14 @@
 caller's precision and grad mode, on workers that each run one OpenMP thread."""
 from __future__ import annotations
 
+import ctypes
 import threading
 
 import pytest
 import torch
 
 from conftest import random_batch
+from unigem_core.model import cpu_shards
 from unigem_core.model.cpu_shards import CPU_INFERENCE_EDGES, MIN_SHARD_WORK, _openmp, run_shards, shard_slices
 from unigem_core.model.denoiser import Denoiser
 
@@ -51,6 +53,10 @@ def test_workers_run_one_openmp_thread_and_the_caller_keeps_its_count(threads):
         seen = run_shards(lambda s: (torch.get_num_threads(), torch.is_inference_mode_enabled(),
                                      threading.current_thread() is threading.main_thread()), [slice(0, 1)] * 4, 2)
     assert seen == [(1, True, False)] * 4
+    if cpu_shards._mkl_set_num_threads_local() is not None:  # MKL's own count (its vector maths): one there too
+        get = ctypes.CDLL(next(p for p in cpu_shards._torch_libraries() if "libtorch_cpu" in p)).mkl_get_max_threads
+        assert run_shards(lambda s: get(), [slice(0, 1)] * 2, 2) == [1, 1] and get() == 2
+        assert run_shards(lambda s: get(), [slice(0, 1)], 2) == [1] and get() == 2  # one shard: here, then back
     assert torch.get_num_threads() == 2
     alone = run_shards(lambda s: (torch.get_num_threads(), threading.current_thread() is threading.main_thread()),
                        [slice(0, 1)], 2)

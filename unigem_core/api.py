@@ -13,13 +13,14 @@ from typing import Callable
 import numpy as np
 
 from unigem_core.constants import CONFORMERS, PROPERTIES, RELAX
-from unigem_core.device import cpu_shards_available, resolve_device, set_cpu_threads
+from unigem_core.device import resolve_device, set_cpu_threads
 from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
                                 model_card, predict_properties, refine_geometries, to_report_units)
 from unigem_core.generation import generate, generate_valid
 from unigem_core.io import xtb
 from unigem_core.metrics.lookup import QM9Entry, QM9Lookup, qm9_lookup
+from unigem_core.model.cpu_shards import available as cpu_shards_available
 from unigem_core.molecule import Molecule, MoleculeInputError, Record, domain_warnings
 from unigem_core.precision import resolve_precision
 from unigem_core.prediction import Prediction, built_geometry, mean_properties, predictions_table

@@ -35,14 +35,6 @@ def set_cpu_threads(n: int) -> None:
     torch.set_num_threads(max(1, int(n)))
 
 
-def cpu_shards_available() -> bool:
-    """Whether CPU inference here runs in shards on one-thread workers, one per thread (model.cpu_shards): then
-    concurrent runs share those workers instead of each putting its own threads on the cores."""
-    from unigem_core.model.cpu_shards import available
-
-    return available()
-
-
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4

@@ -71,7 +71,8 @@ def run_shards(forward: Callable[[slice], T], slices: list[slice], threads: int)
 
 
 def available() -> bool:
-    """Whether CPU passes can run in shards here (torch's OpenMP runtime was found)."""
+    """Whether CPU passes can run in shards here (torch's OpenMP runtime was found): then concurrent callers
+    share one worker per thread instead of each putting its own threads on the cores."""
     return _openmp() is not None
 
 
@@ -84,31 +85,27 @@ def _pool(threads: int) -> ThreadPoolExecutor:
 
 @contextmanager
 def _one_openmp_thread_here() -> Iterator[None]:
-    """This thread's parallel regions (OpenMP's and MKL's, see _one_openmp_thread) single-threaded for the
-    with-block, then as they were."""
-    torch.get_num_threads()  # torch's own first-use setting of this thread's count comes before ours
-    before = _openmp().omp_get_max_threads()
-    _openmp().omp_set_num_threads(1)
-    mkl = _mkl_set_num_threads_local()
-    mkl_before = mkl(ctypes.byref(ctypes.c_int(1))) if mkl is not None else None  # 0: MKL's process-wide count
+    """This thread's parallel regions single-threaded for the with-block (_one_openmp_thread), then as before."""
+    omp_before, mkl_before = _one_openmp_thread()
     try:
         yield
     finally:
-        _openmp().omp_set_num_threads(before)
-        if mkl is not None:
-            mkl(ctypes.byref(ctypes.c_int(mkl_before)))
+        _openmp().omp_set_num_threads(omp_before)
+        if mkl_before is not None:
+            _mkl_set_num_threads_local()(ctypes.byref(ctypes.c_int(mkl_before)))
 
 
-def _one_openmp_thread() -> None:
-    """Make this worker's parallel regions single-threaded. OpenMP keeps the thread count per thread, so the
-    caller and every other thread keep theirs (torch.set_num_threads would also change the count that threads
-    started later take on). MKL's vector maths (sqrt and the like) keeps a count of its own, per thread too:
-    left at two, it woke a second thread for a sqrt over [1, 19, 19, 1] (25 against 1.2 us)."""
+def _one_openmp_thread() -> tuple[int, int | None]:
+    """Make this thread's parallel regions single-threaded (a worker's start); returns the OpenMP and MKL counts
+    it had (MKL's None where torch has no MKL; 0 there means MKL's process-wide count). OpenMP keeps the thread
+    count per thread, so the caller and every other thread keep theirs (torch.set_num_threads would also change
+    the count that threads started later take on). MKL's vector maths (sqrt and the like) keeps a count of its
+    own, per thread too: left at two, it woke a second thread for a sqrt over [1, 19, 19, 1] (25 against 1.2 us)."""
     torch.get_num_threads()  # torch sets a new thread's count on first use: let it, then override it
+    omp_before = _openmp().omp_get_max_threads()
     _openmp().omp_set_num_threads(1)
-    mkl = _mkl_set_num_threads_local()
-    if mkl is not None:
-        mkl(ctypes.byref(ctypes.c_int(1)))  # this entry point takes its argument by reference
+    mkl = _mkl_set_num_threads_local()  # this entry point takes its argument by reference
+    return omp_before, (mkl(ctypes.byref(ctypes.c_int(1))) if mkl is not None else None)
 
 
 @functools.cache

@@ -188,7 +188,9 @@ def _device_name(device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    from unigem_core.device import cpu_features, cpu_name
+
+    return f"{cpu_name()}, {os.cpu_count()} cores, {cpu_features()}"
 
 
 def print_table(result: dict, meta: dict) -> None:

@@ -37,3 +37,14 @@ def test_freed_tensor_memory_is_reused_without_page_faults():
     pages = 5 * 48 * 1024 * 1024 // 4096
     assert result["before"] > pages / 2, result  # glibc mapped and faulted each tensor in anew
     assert result["after"] < pages / 20, result
+
+
+def test_cpu_name_carries_the_family_and_model_of_the_first_processor(tmp_path):
+    from unigem_core.device import cpu_name
+
+    info = tmp_path / "cpuinfo"
+    block = "processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: {model}\nmodel name\t: AMD EPYC\n\n"
+    info.write_text(block.format(i=0, model=1) + block.format(i=1, model=17))
+    assert cpu_name(str(info)) == "AMD EPYC (family 25, model 1)"
+    info.write_text("processor\t: 0\nmodel name\t: Some ARM core\n")  # no x86 family: the name alone
+    assert cpu_name(str(info)) == "Some ARM core"

@@ -69,6 +69,19 @@ def test_each_fit_call_is_recorded_in_the_state_and_the_card(tmp_path):
     assert card["training"]["command"] == text
 
 
+def test_the_cards_validation_rows_carry_the_precision_their_run_computed_in(tmp_path):
+    from unigem_core.train.card import precision_at
+
+    history = [{"from_step": 0, "to_step": 100},  # written from older cards: no hardware line
+               {"from_step": 100, "to_step": 200, "hardware": "A CPU (AVX2), 2 process(es) x 1 thread(s), fp32"},
+               {"from_step": 200, "to_step": 300, "hardware": "B CPU (2 cores), 2 process(es) x 1 thread(s), bf16"}]
+    assert [precision_at(history, s) for s in (50, 100, 101, 200, 250, 300, 301)] == \
+        [None, None, "fp32", "fp32", "bf16", "bf16", None]
+    fit(_config(max_steps=2, val_every=1, val_molecules=8), tmp_path / "r", torch.device("cpu"), progress=False)
+    card = build_card(tmp_path / "r" / "inference.pt", tmp_path / "r", [], [], "r", "")
+    assert [(r["step"], r["precision"]) for r in card["validation_curve"]] == [(1, "fp32"), (2, "fp32")]
+
+
 def test_micro_batches_take_the_same_step_as_the_whole_batch():
     """Passes of 5, 5, 5 and 1 molecules accumulate the gradient of one pass over all 16 (float64)."""
     cpu = torch.device("cpu")

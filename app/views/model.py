@@ -100,13 +100,29 @@ def curve_caption(curve: list[dict]) -> str:
     return "; ".join(parts) + "."
 
 
+# Validation losses computed in bf16 read higher than in fp32 for the same weights (by about 0.0025 where the
+# campaign moved from fp32 to bf16 at step 229,462), so the curve has one trace per precision.
+PRECISION_COLORS = {"fp32": "#0068c9", "bf16": "#ff8700", None: "#8a949c"}
+
+
 def validation_figure(rows: list[dict]) -> go.Figure:
-    """Validation loss (left axis) and its property term (right axis), both log scale, against the step."""
+    """Validation loss (left axis), one trace per precision its run computed it in (the card's rows say, from the
+    checkpoint's history), and its property term (right axis), both log scale, against the step."""
     frame = pd.DataFrame(rows)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     if "val_loss" in frame:
-        fig.add_trace(go.Scatter(x=frame["step"], y=frame["val_loss"], name="validation loss", mode="lines+markers"),
-                      secondary_y=False)
+        precision = frame["precision"] if "precision" in frame else pd.Series(None, index=frame.index, dtype=object)
+        precision = precision.astype(object).where(precision.notna(), None)
+        for used, color in PRECISION_COLORS.items():
+            mine = precision.map(lambda p, used=used: p == used)
+            if not mine.any():
+                continue
+            name = (f"validation loss, {used}" if used else
+                    "validation loss" + (", precision not recorded" if precision.notna().any() else ""))
+            # the other precisions' points are gaps, so that no line bridges a switch
+            fig.add_trace(go.Scatter(x=frame["step"], y=frame["val_loss"].where(mine), name=name,
+                                     mode="lines+markers", connectgaps=False, line={"color": color},
+                                     marker={"color": color, "size": 5}), secondary_y=False)
     if "val_prop_mae_norm" in frame:
         fig.add_trace(go.Scatter(x=frame["step"], y=frame["val_prop_mae_norm"], name="property term (normalised MAE)",
                                  mode="lines", line={"color": "#8a949c", "dash": "dot"}), secondary_y=True)
@@ -247,8 +263,8 @@ def render() -> None:
         st.plotly_chart(validation_figure(validation_rows), width="stretch", key="model_validation_curve")
         n_val = ((card.get("config") or {}).get("train") or {}).get("val_molecules", 1024)
         st.caption(f"Validation loss of the EMA weights on {n_val:,} validation molecules under fixed noise, from "
-                   "the training log; lower is better. Compare points measured in one precision (the log's runs "
-                   "used bf16 or fp32, as their hardware computed).")
+                   "the training log; lower is better. The runs computed it in bf16 or fp32, as their hardware did, "
+                   "and bf16 reads higher for the same weights: compare points of one colour.")
 
     st.subheader("Generation quality")
     generation = card.get("generation") or {}

@@ -113,6 +113,18 @@ def describe_history(history: list[dict]) -> str:
     return "; ".join(clauses)
 
 
+def precision_at(history: list[dict], step: float) -> str | None:
+    """The precision ("bf16" or "fp32") of the training call that reached `step`, the last part of its hardware
+    line in the checkpoint's history, or None where the history does not say (the first entry, written from
+    older cards). The log's validation losses are computed in that precision, and bf16 reads higher than fp32
+    for the same weights: the curve is only comparable within one precision."""
+    for entry in history:
+        if entry.get("from_step", 0) < step <= entry.get("to_step", -1):
+            used = str(entry.get("hardware") or "").rsplit(", ", 1)[-1]
+            return used if used in ("bf16", "fp32") else None
+    return None
+
+
 def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve: list[dict], name: str,
                train_command: str, resume_state: Path | None = None) -> dict:
     """Assemble the card from the shipped checkpoint, the run's log.csv and evaluation outputs.
@@ -161,8 +173,9 @@ def build_card(checkpoint: Path, run_dir: Path | None, evals: list[dict], curve:
         "properties_from_smiles": from_smiles,
         "validation_loss": validation,
         "training_curve": curve_rows,
-        "validation_curve": [{k: r[k] for k in ("step", "epoch", "val_loss", "val_coord", "val_prop_mae_norm",
-                                                "val_type_accuracy", "loss")} for r in val_rows],
+        "validation_curve": [{**{k: r[k] for k in ("step", "epoch", "val_loss", "val_coord", "val_prop_mae_norm",
+                                                   "val_type_accuracy", "loss")},
+                              "precision": precision_at(state.get("history") or [], r["step"])} for r in val_rows],
         "published": {"generation": PUBLISHED_GENERATION, "egnn_property_mae": PUBLISHED_EGNN_MAE},
     }
 

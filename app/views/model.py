@@ -178,19 +178,21 @@ def _at_a_glance(card: dict) -> None:
     """The headline numbers of the shipped model, each beside its published counterpart (all from the card)."""
     measured = by_sampler(card.get("generation") or {})
     plain = [(label, m) for label, m in measured if not m.get("resample")]
-    tiles = []  # (label, value, published)
+    # (label, value, caption); the sampler goes into the caption, which wraps, where a label would be cut short
+    tiles = []
     if plain:  # the paper's sampler with the most steps: the published protocol
         label, metrics = plain[0]
         for key, name in (("molecule_stability", "Molecule stability"), ("valid_x_unique", "Valid × unique")):
             if metrics.get(key) is not None:
-                tiles.append((f"{name} · {label}", percent(metrics[key]),
-                              f"published UniGEM: {percent(PUBLISHED_GENERATION['UniGEM'][key])}"))
+                tiles.append((name, percent(metrics[key]),
+                              f"{label} · published UniGEM: {percent(PUBLISHED_GENERATION['UniGEM'][key])}"))
     refined = [(label, m) for label, m in measured if m.get("resample") and m.get("molecule_stability") is not None]
     if refined:  # the best refined sampler measured (the Generate page's default is one of these)
         label, metrics = max(refined, key=lambda item: item[1]["molecule_stability"])
         novel = f" · novel: {percent(metrics['novelty'])}" if metrics.get("novelty") is not None else ""
-        tiles.append((f"Molecule stability · {label}", percent(metrics["molecule_stability"]),
-                      f"published UniGEM: {percent(PUBLISHED_GENERATION['UniGEM']['molecule_stability'])}{novel}"))
+        tiles.append(("Molecule stability", percent(metrics["molecule_stability"]),
+                      f"{label} · published UniGEM: "
+                      f"{percent(PUBLISHED_GENERATION['UniGEM']['molecule_stability'])}{novel}"))
     mae = (card.get("properties") or {}).get("mae") or {}
     for p in PROPERTIES:
         if p.key in ("gap", "mu") and mae.get(p.key) is not None:
@@ -199,9 +201,9 @@ def _at_a_glance(card: dict) -> None:
     if not tiles:
         return
     st.subheader("At a glance")
-    for col, (label, value, published) in zip(st.columns(len(tiles)), tiles):
+    for col, (label, value, caption) in zip(st.columns(len(tiles)), tiles):
         col.metric(label, value)
-        col.caption(published)
+        col.caption(caption)
 
 
 def _training(card: dict) -> None:

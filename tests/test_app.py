@@ -400,6 +400,22 @@ def test_gpu_choice_without_a_gpu_is_explained():
     assert "generation_run" not in at.session_state
 
 
+def test_trajectory_page_generates_one_molecule_when_there_is_none():
+    at = start("views/trajectory.py")
+    assert "generate molecules first, or one here" in at.info[0].value
+    at.session_state["gen_seed"] = 7  # the Generate page's seed, steps and refinement are the ones used
+    at.button(key="traj_generate").click().run()
+    assert not at.exception, at.exception
+    run = at.session_state["generation_run"]
+    [g] = run.molecules
+    assert g.valid and g.seed >= 7 and g.trajectory is not None and run.settings["steps"] == 50
+    assert run.settings["resample"] == 1 and run.settings["keep_valid"]
+    [player] = iframes(at)
+    assert "playerState" in player and not at.info  # the page plays it at once
+    at.switch_page("views/generate.py").run()  # and the Generate page's gallery shows it
+    assert not at.exception and any(f"seed {g.seed}" in e.value for e in at.markdown)
+
+
 def test_trajectory_page_plays_the_chosen_molecule():
     at = start("views/trajectory.py")
     assert "generate molecules first" in at.info[0].value

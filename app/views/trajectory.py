@@ -10,9 +10,11 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app import resources
 from app.components.gallery import SELECTED
 from app.components.player import show_player
-from app.state import GENERATION, GenerationRun, describe_problems
+from app.components.sampling import run_generation
+from app.state import GENERATION, WIDGET_DEFAULTS, GenerationRun, describe_problems
 from unigem_core.constants import ELEMENTS
 from unigem_core.io import trajectory_to_xyz
 from unigem_core.molecule import Molecule, Trajectory
@@ -68,11 +70,33 @@ def growth_table(trajectory: Trajectory) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _generate_one() -> None:
+    """One valid molecule with the Generate page's current seed, steps and refinement (its defaults where the page
+    has not been opened), as that page's run, so that the gallery shows it too; then the page plays it."""
+    state = st.session_state
+
+    def setting(key: str):
+        return state.get(key, WIDGET_DEFAULTS[key])
+
+    settings = {"n": 1, "steps": int(setting("gen_steps")), "n_atoms": None, "seed": int(setting("gen_seed")),
+                "device": resources.DEVICES[setting("gen_device")], "keep_valid": True, "keep_novel": False,
+                "resample": int(setting("gen_resample")), "targets": []}
+    run = run_generation(settings)
+    if run is not None and not run.molecules:
+        st.error(f"No valid molecule among {run.seeds_tried} seeds: choose more steps on the Generate page.")
+    elif run is not None:
+        state[GENERATION], state[SELECTED] = run, 0
+        st.rerun()
+
+
 def render() -> None:
     st.title("Trajectory player")
     run: GenerationRun | None = st.session_state.get(GENERATION)
     if run is None or not any(g.trajectory is not None for g in run.molecules):
-        st.info("Nothing to play yet: generate molecules first.")
+        st.info("Nothing to play yet: generate molecules first, or one here.")
+        if st.button("Generate a valid molecule and watch it form", type="primary", icon=":material/play_circle:",
+                     key="traj_generate"):
+            _generate_one()
         st.page_link("views/generate.py", label="Go to Generate", icon=":material/science:")
         return
     options = [i for i, g in enumerate(run.molecules) if g.trajectory is not None]

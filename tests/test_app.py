@@ -760,23 +760,23 @@ def test_model_page_with_card(monkeypatch, tmp_path):
 
 
 def test_training_curve_shows_each_snapshot_and_a_running_mean(monkeypatch):
-    from app.views import model
+    from app.components import curves
 
-    monkeypatch.setattr(model, "CURVE_WINDOW", 3)
+    monkeypatch.setattr(curves, "CURVE_WINDOW", 3)
     stability = [0.5, 0.7, 0.6, 0.8, 0.7]
     curve = [{"epoch": 5 * (k + 1), "step": 1000 * (k + 1), "molecule_stability": p, "n_molecules": 100, "steps": 100,
               "command": f"unigem evaluate --checkpoint epoch{5 * (k + 1)}.pt"} for k, p in enumerate(stability)]
-    fig = model.curve_figure(list(reversed(curve)))  # in any order: drawn by step
+    fig = curves.curve_figure(list(reversed(curve)))  # in any order: drawn by step
     points, mean = fig.data
     assert list(points.x) == [1000, 2000, 3000, 4000, 5000] and points.mode == "markers"
     assert points.customdata[0] == "epoch 5 · 100 molecules"
     assert mean.mode == "lines" and mean.name == "molecule stability, mean of 3"
     assert list(mean.y) == pytest.approx([60.0, 60.0, 70.0, 70.0, 75.0])  # centred; two points at the ends
-    caption = model.curve_caption(curve)
+    caption = curves.curve_caption(curve)
     # the error at the mean of the last 3 points (70 %): sqrt(0.7 * 0.3 / 100) = 4.6 points
     assert "(100 molecules, 100 sampling steps)" in caption and "70 % molecule stability" in caption
     assert "±4.6 percentage points" in caption and "unigem evaluate --checkpoint epoch25.pt" in caption
-    assert model.curve_caption([{"step": 1, "validity": 0.5}]) == \
+    assert curves.curve_caption([{"step": 1, "validity": 0.5}]) == \
         "Each point measures one epoch's snapshot of the EMA weights as training ran."
 
 

@@ -184,7 +184,7 @@ def test_gallery_puts_qm9s_values_beside_a_molecule_qm9_holds(monkeypatch, tmp_p
     import numpy as np
 
     from app import resources
-    from app.state import QM9_DFT
+    from app.tables import QM9_DFT
     from unigem_core.metrics.lookup import QM9Lookup, qm9_fingerprints
     from unigem_core.metrics.reference import QM9Strings, strings_of
 
@@ -358,7 +358,7 @@ def test_gallery_names_and_rings_the_unstable_atoms():
     at.run()
     assert not at.exception, at.exception
 
-    from app.state import describe_problems
+    from app.tables import describe_problems
     from unigem_core.metrics import ValenceProblem
 
     many = [ValenceProblem(i, "C", 3, (4,)) for i in range(6)]
@@ -480,7 +480,7 @@ def test_predict_answers_good_records_and_explains_refusals():
     detail = at.dataframe[1].value
     assert len(detail) == 12 and detail["Unit"].tolist() == [p.report_unit for p in PROPERTIES]
     from app import resources
-    from app.state import TYPICAL_ERROR
+    from app.tables import TYPICAL_ERROR
 
     card_mae = resources.model_card()["properties"]["mae"]  # the shipped card: each prediction's typical error
     assert detail[TYPICAL_ERROR].tolist() == [card_mae[p.key] for p in PROPERTIES]
@@ -492,7 +492,7 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
     from types import SimpleNamespace
 
     from app import resources
-    from app.state import QM9_DFT
+    from app.tables import QM9_DFT
     from unigem_core.data.qm9 import symbols_of
     from unigem_core.io import to_xyz
     from unigem_core.molecule import Molecule
@@ -534,7 +534,7 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
     assert agreement.loc["gap", "All found (MAE)"] == pytest.approx(sum(gap) / 2)
     assert agreement.loc["gap", "Outside training split (MAE)"] == pytest.approx(sum(gap) / 2)
 
-    from app.state import results_table  # the CSV: QM9's DFT values after the predictions
+    from app.tables import results_table  # the CSV: QM9's DFT values after the predictions
 
     csv = results_table(run, dft=True)
     columns = list(csv.columns)
@@ -544,7 +544,7 @@ def test_predict_puts_qm9s_dft_values_beside_a_molecule_qm9_holds(monkeypatch, s
 
 
 def test_property_rows_show_typical_error_and_the_files_own_values():
-    from app.state import HIGHEST, LOWEST, THIS_CONFORMER, TYPICAL_ERROR, property_rows
+    from app.tables import HIGHEST, LOWEST, THIS_CONFORMER, TYPICAL_ERROR, property_rows
 
     predicted = {p.key: float(i) for i, p in enumerate(PROPERTIES)}
     plain = property_rows(predicted)
@@ -584,7 +584,7 @@ def test_generated_molecules_get_the_errors_measured_on_generated_molecules(monk
     """Where the card compared generated molecules with QM9's DFT values, the gallery shows those errors (from the
     evaluation that compared the most), not the test split's at DFT geometries."""
     from app import resources
-    from app.state import TYPICAL_ERROR
+    from app.tables import TYPICAL_ERROR
 
     shipped = json.loads((REPO / "checkpoints" / "model_card.json").read_text())
     generated = {p.key: 2.0 + k for k, p in enumerate(PROPERTIES)}
@@ -604,7 +604,7 @@ def test_generated_molecules_get_the_errors_measured_on_generated_molecules(monk
 def test_a_typed_smiles_gets_the_typical_errors_of_built_geometries(monkeypatch, tmp_path):
     """A SMILES's geometry is RDKit's, not DFT's: the page says so, with the card's errors on such geometries."""
     from app import resources
-    from app.state import TYPICAL_ERROR
+    from app.tables import TYPICAL_ERROR
 
     shipped = json.loads((REPO / "checkpoints" / "model_card.json").read_text())
     shipped.pop("properties_from_smiles", None)
@@ -632,7 +632,7 @@ def test_a_typed_smiles_gets_the_typical_errors_of_built_geometries(monkeypatch,
 def test_a_flexible_smiles_shows_the_range_over_its_conformers():
     """Glycerol's dipole hangs on its conformer: the detail shows the mean with the lowest and highest conformer,
     and any one conformer in the viewer with its own values; the CSV the range; one conformer (faster) none."""
-    from app.state import HIGHEST, LOWEST, THIS_CONFORMER, results_table
+    from app.tables import HIGHEST, LOWEST, THIS_CONFORMER, results_table
     from unigem_core.io import read_molecules, to_sdf
 
     at = start("views/predict.py")

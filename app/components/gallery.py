@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from app.components.viewer import extent, focus_atoms, show_molecule
-from app.state import (PROPERTY_FORMATS, QM9_DFT, QM9_DFT_HELP, TYPICAL_ERROR, TYPICAL_ERROR_GENERATED_HELP,
-                       TYPICAL_ERROR_HELP, GenerationRun, closest_note, describe_problems, generation_table, is_novel,
-                       kept_kind, named_molecules, property_columns, property_rows, qm9_note, to_csv)
+from app.state import GenerationRun, kept_kind
+from app.tables import (PROPERTY_FORMATS, QM9_DFT, QM9_DFT_HELP, TYPICAL_ERROR, TYPICAL_ERROR_GENERATED_HELP,
+                        TYPICAL_ERROR_HELP, closest_note, describe_problems, generation_table, is_novel,
+                        named_molecules, property_columns, property_rows, qm9_note, to_csv)
 from unigem_core.constants import PROPERTIES
 from unigem_core.io import to_sdf, to_xyz
 from unigem_core.metrics import QM9Entry, QM9Lookup, Similar, ValenceProblem

@@ -14,8 +14,9 @@ import streamlit as st
 
 from app import resources
 from app.components.viewer import show_molecule
-from app.state import (PREDICTION, PROPERTY_FORMATS, PredictionRun, closest_note, property_columns, property_rows,
-                       qm9_agreement, qm9_note, reason, results_table, to_csv)
+from app.state import PREDICTION, PredictionRun
+from app.tables import (PROPERTY_FORMATS, closest_note, property_columns, property_rows, qm9_agreement, qm9_note,
+                        reason, results_table, to_csv)
 from unigem_core import api
 from unigem_core.constants import CONFORMERS, MAX_ATOMS, RELAX
 from unigem_core.io import parse_text, read_molecules, to_sdf

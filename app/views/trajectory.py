@@ -14,7 +14,8 @@ from app import resources
 from app.components.gallery import SELECTED
 from app.components.player import show_player
 from app.components.sampling import run_generation
-from app.state import GENERATION, WIDGET_DEFAULTS, GenerationRun, describe_problems
+from app.state import GENERATION, WIDGET_DEFAULTS, GenerationRun
+from app.tables import describe_problems
 from unigem_core.constants import ELEMENTS
 from unigem_core.io import trajectory_to_xyz
 from unigem_core.molecule import Molecule, Trajectory

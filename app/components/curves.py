@@ -21,9 +21,9 @@ def curve_figure(curve: list[dict]) -> go.Figure:
     x = "step" if "step" in frame else ("epoch" if "epoch" in frame else None)
     frame = frame.sort_values(x).reset_index(drop=True) if x else frame
     xs = frame[x] if x else frame.index
+    meta = frame.reindex(columns=["epoch", "n_molecules"])  # NaN where the card's rows lack them
     hover = [(f"epoch {e:,.0f} · " if pd.notna(e) else "") + (f"{n:,.0f} molecules" if pd.notna(n) else "")
-             for e, n in zip(frame.get("epoch", pd.Series(index=frame.index, dtype=float)),
-                             frame.get("n_molecules", pd.Series(index=frame.index, dtype=float)))]
+             for e, n in zip(meta["epoch"], meta["n_molecules"])]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for key, (name, color) in CURVE_METRICS.items():
         if key not in frame or not frame[key].notna().any():
@@ -79,10 +79,9 @@ def validation_figure(rows: list[dict]) -> go.Figure:
     frame = pd.DataFrame(rows)
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     if "val_loss" in frame:
-        precision = frame["precision"] if "precision" in frame else pd.Series(None, index=frame.index, dtype=object)
-        precision = precision.astype(object).where(precision.notna(), None)
+        precision = frame.reindex(columns=["precision"])["precision"]  # NaN where not recorded
         for used, color in PRECISION_COLORS.items():
-            mine = precision.map(lambda p, used=used: p == used)
+            mine = precision.isna() if used is None else precision.eq(used)
             if not mine.any():
                 continue
             name = (f"validation loss, {used}" if used else

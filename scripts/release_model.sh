@@ -9,7 +9,8 @@
 #   training curve, and RUN_DIR's rows past them go to checkpoints/cooldown_log.csv. Default: RUN_DIR itself.
 # Every number in the card comes from the `unigem evaluate` commands below, each recorded in the card.
 # Resumable: the weights and each evaluation are staged in RUN_DIR/release/ first, so a stop keeps what was
-# measured (run the script again to go on) and leaves checkpoints/ as it was until all of them are done.
+# measured (run the script again to go on) and leaves checkpoints/ as it was until all of them are done. To go on
+# on another machine: `bash scripts/release_carry.sh save`, commit, and there `bash scripts/release_carry.sh restore`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=${1:?run directory, e.g. runs/small}
@@ -90,3 +91,4 @@ unigem card --checkpoint checkpoints/unigem.pt --run-dir "$RUN" --name "UniGEM $
   --eval "${evals[@]}" --curve "${curve[@]}" "${resume_args[@]}"
 # the README's account of the shipped model is the card's (tests/test_card_tables.py checks it)
 unigem card --readme README.md
+rm -rf checkpoints/pending_release  # a release carried between machines (scripts/release_carry.sh) is done

@@ -34,6 +34,15 @@ save)
   cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp
   mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
   cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
+  cat > "$CARRY/README.md" <<EOF
+# A release in progress (step $(step_of "$CARRY/unigem.pt")), carried between machines
+
+The weights of the cool-down branch of the campaign's state at step $start (unigem.pt), the evaluations
+scripts/release_model.sh finished before the carry (*.json) and the branch's own log rows. To finish the release:
+
+    bash scripts/release_carry.sh restore $PRESET
+    PROCESSES=2 CAMPAIGN=$CAMPAIGN bash scripts/release_model.sh $BRANCH
+EOF
   echo "carried: step $(step_of "$CARRY/unigem.pt"), measured: $(cd "$CARRY" && ls -- *.json 2>/dev/null | tr '\n' ' ')"
   echo "commit checkpoints/; to finish elsewhere: bash scripts/release_carry.sh restore, then" \
     "PROCESSES=2 CAMPAIGN=$CAMPAIGN bash scripts/release_model.sh $BRANCH"

@@ -208,11 +208,9 @@ def _build_each(smiles: list[str], conformers: int, relax: str, processes: int) 
     """Each SMILES built as Predict builds it (None where it cannot be), in order, on `processes` workers."""
     if processes <= 1:
         return [_built(s, conformers, relax) for s in smiles]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from unigem_core.workers import worker_pool
 
-    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can hang
-    with ProcessPoolExecutor(processes, mp_context=ctx) as pool:
+    with worker_pool(processes) as pool:
         return list(pool.map(_built, smiles, [conformers] * len(smiles), [relax] * len(smiles), chunksize=16))
 
 

@@ -149,15 +149,13 @@ def largest_first(jobs: list[tuple[list[int], list[int]]]) -> list[int]:
 def _generate_in_processes(engine: Engine, jobs: list[tuple[list[int], list[int]]], options: SamplerOptions,
                            processes: int, progress: _ChunkProgress) -> list[list[GeneratedMolecule]]:
     """Batches on `processes` spawned workers that load the engine's checkpoint; results in batch order."""
-    import multiprocessing
     import queue as queue_module
-    from concurrent.futures import ProcessPoolExecutor
 
-    ctx = multiprocessing.get_context("spawn")  # fork after OpenMP has started can hang
-    updates = ctx.Queue()
+    from unigem_core.workers import SPAWN, worker_pool
+
+    updates = SPAWN.Queue()
     threads = max(1, torch.get_num_threads() // processes)
-    with ProcessPoolExecutor(processes, mp_context=ctx, initializer=_worker_start,
-                             initargs=(str(engine.checkpoint), threads, updates)) as pool:
+    with worker_pool(processes, _worker_start, (str(engine.checkpoint), threads, updates)) as pool:
         submitted = {c: pool.submit(_worker_chunk, c, *jobs[c], options) for c in largest_first(jobs)}
         futures = [submitted[c] for c in range(len(jobs))]
         while not all(f.done() for f in futures):

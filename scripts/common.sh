@@ -10,3 +10,9 @@ cooldown_start_of() {
   python -c "import sys; from unigem_core.train.checkpoint import load_checkpoint as f; \
 print(f(sys.argv[1])['config']['train']['cooldown_start'])" "$1"
 }
+
+# branch_rows BRANCH_LOG CAMPAIGN_LOG: the header and the rows a branch's log adds to the campaign's (its start)
+branch_rows() {
+  head -n 1 "$1"
+  grep -vxF -f "$2" "$1" || true
+}

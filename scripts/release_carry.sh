@@ -14,7 +14,7 @@ CAMPAIGN=runs/$PRESET
 BRANCH=runs/$PRESET-cooldown
 CARRY=checkpoints/pending_release
 . .venv/bin/activate
-. scripts/common.sh  # step_of, cooldown_start_of
+. scripts/common.sh  # step_of, cooldown_start_of, branch_rows
 
 case "$MODE" in
 save)
@@ -28,14 +28,13 @@ save)
   for done_eval in "$BRANCH"/release/*.json; do
     [ -s "$done_eval" ] && cp "$done_eval" "$CARRY/"
   done
-  # the branch's own rows (its log starts as a copy of the campaign's), as release_model.sh writes them
-  { head -n 1 "$BRANCH/log.csv"; grep -vxF -f "$CAMPAIGN/log.csv" "$BRANCH/log.csv" || true; } \
-    > "$CARRY/cooldown_log.csv"
+  branch_rows "$BRANCH/log.csv" "$CAMPAIGN/log.csv" > "$CARRY/cooldown_log.csv"
   cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp
   mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
   cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
+  carried=$(step_of "$CARRY/unigem.pt")
   cat > "$CARRY/README.md" <<EOF
-# A release in progress (step $(step_of "$CARRY/unigem.pt")), carried between machines
+# A release in progress (step $carried), carried between machines
 
 The weights of the cool-down branch of the campaign's state at step $start (unigem.pt), the evaluations
 scripts/release_model.sh finished before the carry (*.json) and the branch's own log rows. To finish the release:
@@ -43,7 +42,7 @@ scripts/release_model.sh finished before the carry (*.json) and the branch's own
     bash scripts/release_carry.sh restore $PRESET
     PROCESSES=2 CAMPAIGN=$CAMPAIGN bash scripts/release_model.sh $BRANCH
 EOF
-  echo "carried: step $(step_of "$CARRY/unigem.pt"), measured: $(cd "$CARRY" && ls -- *.json 2>/dev/null | tr '\n' ' ')"
+  echo "carried: step $carried, measured: $(cd "$CARRY" && ls -- *.json 2>/dev/null | tr '\n' ' ')"
   echo "commit checkpoints/; to finish elsewhere: bash scripts/release_carry.sh restore, then" \
     "PROCESSES=2 CAMPAIGN=$CAMPAIGN bash scripts/release_model.sh $BRANCH"
   ;;

@@ -23,7 +23,7 @@ STAGE=$RUN/release
 . .venv/bin/activate
 mkdir -p checkpoints/eval "$STAGE"
 
-. scripts/common.sh  # step_of
+. scripts/common.sh  # step_of, branch_rows
 
 # the run's full state, or its inference file when only that was kept (a run carried between machines)
 source="$RUN/last.pt"
@@ -76,7 +76,7 @@ cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
 resume_args=()
 if [ "$CAMPAIGN" != "$RUN" ]; then
   # the branch's own rows only (its log starts as a copy of the campaign's)
-  { head -n 1 "$RUN/log.csv"; grep -vxF -f "$CAMPAIGN/log.csv" "$RUN/log.csv" || true; } > checkpoints/cooldown_log.csv
+  branch_rows "$RUN/log.csv" "$CAMPAIGN/log.csv" > checkpoints/cooldown_log.csv
   resume_args=(--resume-state checkpoints/training_state.pt)
 else
   rm -f checkpoints/cooldown_log.csv

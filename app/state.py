@@ -30,7 +30,7 @@ WIDGET_DEFAULTS = {
     "gen_n": 4,  # molecules per run
     "gen_steps": 50,  # a fast preview; the full 1,000 steps are one click away
     # refinement rounds of every step (sampler resampling); 0 is the paper's sampler. 50 steps + 1 round is
-    # 101 network calls, as many as 100 plain steps, and made 85 % of molecules stable against 75 % (model card)
+    # 101 network calls, as many as 100 plain steps, and makes more molecules stable (the model card's rows)
     "gen_resample": 1,
     "gen_atoms_mode": ATOMS_FROM_DATA,
     "gen_atoms": 19,  # close to the QM9 average of 18 atoms (hydrogens included)

@@ -143,6 +143,18 @@ def test_generate_refinement_reaches_the_sampler():
     assert abs(refined.molecules[0].molecule.positions - plain.molecules[0].molecule.positions).max() > 1e-3
 
 
+def test_generate_offers_each_sampler_setting_the_card_measures():
+    """10 steps + 9 rounds (the card's most stable row) runs, and its trajectory has both phases."""
+    at = start()
+    at.radio(key="gen_resample").set_value(9)
+    generate(at, n=1, steps=10)
+    run = at.session_state["generation_run"]
+    assert run.settings["steps"] == 10 and run.settings["resample"] == 9
+    assert next(m for m in at.metric if m.label == "Sampling steps").proto.delta == "+ 9 rounds"
+    phases = {frame.phase for frame in run.molecules[0].trajectory.frames}
+    assert phases == {"nucleation", "growth"}
+
+
 def test_gallery_marks_novel_molecules_and_those_the_training_set_holds(monkeypatch):
     """Each valid molecule wears "novel" or "in QM9's training set"; the summary counts the novel ones."""
     from types import SimpleNamespace

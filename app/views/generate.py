@@ -66,7 +66,7 @@ def _settings_form(engine_steps: int, scales: dict[str, TargetScale]) -> dict:
                                      "a corrector that makes more molecules stable and valid, for one extra network "
                                      "call per step and round. More rounds also give more molecules that QM9's "
                                      "training set already holds. Off is the paper's sampler. The Model page "
-                                     "measures the settings of 100 calls: 50 steps + 1 round, 25 + 3 and 10 + 9, "
+                                     "measures the settings of about 100 calls: 50 steps + 1 round, 25 + 3 and 10 + 9, "
                                      "the last the most stable and the least novel.")
         with middle:
             mode = st.radio("Atoms per molecule", (ATOMS_FROM_DATA, ATOMS_FIXED), key="gen_atoms_mode",

@@ -22,7 +22,7 @@ BRANCH=runs/$PRESET-cooldown
 . .venv/bin/activate
 mkdir -p "$CAMPAIGN" logs
 
-. scripts/common.sh  # step_of, cooldown_start_of
+. scripts/common.sh  # step_of, cooldown_start_of, note_resume_state
 
 # the committed state, unless the run directory already holds a later one (a resumed session)
 if [ ! -e "$CAMPAIGN/last.pt" ] || [ "$(step_of checkpoints/training_state.pt)" -gt "$(step_of "$CAMPAIGN/last.pt")" ]; then
@@ -46,17 +46,7 @@ if [ "$MODE" != release ]; then
   cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp && mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
   cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
   bash scripts/curve_watch.sh "$CAMPAIGN" "${CURVE_MOLECULES:-100}" --once
-  python - <<'EOF'
-import json
-from pathlib import Path
-
-from unigem_core.train.card import resume_note, write_card
-
-path = Path("checkpoints/model_card.json")
-card = json.loads(path.read_text())
-card["training"]["resume_state"] = resume_note(Path("checkpoints/training_state.pt"))
-write_card(card, path)
-EOF
+  note_resume_state
   echo "kept: commit checkpoints/training_state.pt, training_log.csv, model_card.json and eval/curve_*.json"
   exit "$status"
 fi

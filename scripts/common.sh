@@ -16,3 +16,10 @@ branch_rows() {
   head -n 1 "$1"
   grep -vxF -f "$2" "$1" || true
 }
+
+# note_resume_state: the card's note of the step checkpoints/training_state.pt resumes from, after it was replaced
+note_resume_state() {
+  python -c 'import json; from pathlib import Path; from unigem_core.train.card import resume_note, write_card
+path = Path("checkpoints/model_card.json"); card = json.loads(path.read_text())
+card["training"]["resume_state"] = resume_note(Path("checkpoints/training_state.pt")); write_card(card, path)'
+}

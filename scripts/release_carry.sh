@@ -14,7 +14,7 @@ CAMPAIGN=runs/$PRESET
 BRANCH=runs/$PRESET-cooldown
 CARRY=checkpoints/pending_release
 . .venv/bin/activate
-. scripts/common.sh  # step_of, cooldown_start_of, branch_rows
+. scripts/common.sh  # step_of, cooldown_start_of, branch_rows, note_resume_state
 
 case "$MODE" in
 save)
@@ -32,6 +32,7 @@ save)
   cp "$CAMPAIGN/last.pt" checkpoints/training_state.pt.tmp
   mv checkpoints/training_state.pt.tmp checkpoints/training_state.pt
   cp "$CAMPAIGN/log.csv" checkpoints/training_log.csv
+  note_resume_state
   carried=$(step_of "$CARRY/unigem.pt")
   cat > "$CARRY/README.md" <<EOF
 # A release in progress (step $carried), carried between machines

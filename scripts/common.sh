@@ -23,3 +23,18 @@ note_resume_state() {
 path = Path("checkpoints/model_card.json"); card = json.loads(path.read_text())
 card["training"]["resume_state"] = resume_note(Path("checkpoints/training_state.pt")); write_card(card, path)'
 }
+
+# generation_precision STAGE: the precision ("bf16" or "fp32") of the generation rows already staged in STAGE,
+# else the one `--precision auto` picks on this machine, so that a release measured on two machines
+# (release_carry.sh) samples every row in one precision
+generation_precision() {
+  python -c 'import json, sys; from pathlib import Path
+done = {json.loads(f.read_text()).get("precision") for f in Path(sys.argv[1]).glob("generation_*.json")} - {None}
+if len(done) > 1:
+    sys.exit(f"{sys.argv[1]}: generation rows staged in {sorted(done)}; remove the ones to measure again")
+if not done:
+    import torch
+    from unigem_core.precision import resolve_precision
+    done = {resolve_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))}
+print(done.pop())' "$1"
+}

@@ -23,7 +23,7 @@ STAGE=$RUN/release
 . .venv/bin/activate
 mkdir -p checkpoints/eval "$STAGE"
 
-. scripts/common.sh  # step_of, branch_rows
+. scripts/common.sh  # step_of, branch_rows, generation_precision
 
 # the run's full state, or its inference file when only that was kept (a run carried between machines)
 source="$RUN/last.pt"
@@ -47,20 +47,24 @@ bash scripts/curve_watch.sh "$CAMPAIGN" "$NCURVE" --once
 # first, the cheapest: did the cool-down pay? fp32 on every machine, so later releases and the campaign's
 # checkpoints compare with this number
 measure validation_loss --n 0 --loss --precision fp32
-measure generation_100 --n "$N" --steps 100 --processes "$PROCESSES"
+# every generation row in one precision, even when the release is measured on two machines (release_carry.sh):
+# that of the rows staged before, else the one `auto` picks here (bf16 where the hardware computes it, else fp32)
+precision=$(generation_precision "$STAGE")
+echo "generation rows in $precision"
+measure generation_100 --n "$N" --steps 100 --precision "$precision" --processes "$PROCESSES"
 # the Generate page's default, 50 steps with one refinement round of every step (as many network calls as
 # 100 plain steps), its other choice at that cost, 25 steps with three rounds, and the most stable setting
 # measured at that cost, 10 steps with nine rounds (bench/NOTES.md, "Resampling every step")
-measure generation_50_r1 --n "$N" --steps 50 --resample 1 --processes "$PROCESSES"
-measure generation_25_r3 --n "$N" --steps 25 --resample 3 --processes "$PROCESSES"
-measure generation_10_r9 --n "$N" --steps 10 --resample 9 --processes "$PROCESSES"
+measure generation_50_r1 --n "$N" --steps 50 --resample 1 --precision "$precision" --processes "$PROCESSES"
+measure generation_25_r3 --n "$N" --steps 25 --resample 3 --precision "$precision" --processes "$PROCESSES"
+measure generation_10_r9 --n "$N" --steps 10 --resample 9 --precision "$precision" --processes "$PROCESSES"
 # the test-split MAE of all twelve targets (minutes), then the paper's sampler (the longest, by far)
 measure properties --n 0 --properties
 # the same from geometries built from QM9's SMILES, as the Predict page treats a typed SMILES (RDKit's conformers
 # relaxed with GFN2-xTB); the first 1,000 test molecules: about 35 minutes of CPU, most of it GFN2-xTB, built in
 # $PROCESSES worker processes
 measure properties_smiles --n 0 --properties --geometry smiles --limit 1000 --processes "$PROCESSES"
-measure generation_1000 --n "$N" --steps 1000 --processes "$PROCESSES"
+measure generation_1000 --n "$N" --steps 1000 --precision "$precision" --processes "$PROCESSES"
 
 # All measured: the release replaces the shipped weights, their evaluations and the card together.
 cp "$weights" checkpoints/unigem.pt

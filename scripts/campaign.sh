@@ -5,7 +5,7 @@
 # Usage: nohup bash scripts/campaign.sh MINUTES [release] > logs/campaign.log 2>&1 &
 # Times seen on 2 cores (bench/NOTES.md): a 10,000-step cool-down 33-38 min on a Zen 5 (bf16), 38 on a
 # Xeon with AMX (bf16), 53 on a Zen 4 (bf16), 1.5-1.7 h on a Zen 3 (fp32), 2.3 h on a Zen 1 (fp32); the
-# release's evaluations 25-30, 25, 45, over 2 h and 2.3 h (resumable).
+# release's evaluations 25-30, 25, 45 (about 55 in fp32), over 2 h and 2.3 h (resumable).
 # Environment: PRESET (small), COOLDOWN_STEPS (10000), N_MOLECULES (1000) and CURVE_MOLECULES (100)
 # for the release's evaluations, CURVE_EVERY (5: every how many epochs the curve is measured,
 # scripts/curve_watch.sh), TRAIN_ARGS (more `unigem train` flags for the campaign), COMPILE (1: train with

@@ -33,8 +33,8 @@ done = {json.loads(f.read_text()).get("precision") for f in Path(sys.argv[1]).gl
 if len(done) > 1:
     sys.exit(f"{sys.argv[1]}: generation rows staged in {sorted(done)}; remove the ones to measure again")
 if not done:
-    import torch
+    from unigem_core.device import resolve_device
     from unigem_core.precision import resolve_precision
-    done = {resolve_precision("auto", torch.device("cuda" if torch.cuda.is_available() else "cpu"))}
+    done = {resolve_precision("auto", resolve_device("auto"))}  # as `unigem evaluate` resolves them
 print(done.pop())' "$1"
 }

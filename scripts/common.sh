@@ -25,13 +25,15 @@ card["training"]["resume_state"] = resume_note(Path("checkpoints/training_state.
 }
 
 # generation_precision STAGE: the precision ("bf16" or "fp32") of the generation rows already staged in STAGE,
-# else the one `--precision auto` picks on this machine, so that a release measured on two machines
-# (release_carry.sh) samples every row in one precision
+# else GENERATION_PRECISION when set (to match an earlier release's rows), else the one `--precision auto` picks on
+# this machine, so that a release measured on two machines (release_carry.sh) samples every row in one precision
 generation_precision() {
-  python -c 'import json, sys; from pathlib import Path
+  python -c 'import json, os, sys; from pathlib import Path
 done = {json.loads(f.read_text()).get("precision") for f in Path(sys.argv[1]).glob("generation_*.json")} - {None}
 if len(done) > 1:
     sys.exit(f"{sys.argv[1]}: generation rows staged in {sorted(done)}; remove the ones to measure again")
+if not done and os.environ.get("GENERATION_PRECISION"):
+    done = {os.environ["GENERATION_PRECISION"]}
 if not done:
     from unigem_core.device import resolve_device
     from unigem_core.precision import resolve_precision

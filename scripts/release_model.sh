@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ship a trained run: export its EMA weights to checkpoints/, measure them, and write the model card.
-# Usage: [PROCESSES=2] [CAMPAIGN=DIR] bash scripts/release_model.sh RUN_DIR ["TRAIN COMMAND"] [N_MOLECULES] [CURVE_MOLECULES]
+# Usage: [PROCESSES=2] [CAMPAIGN=DIR] [GENERATION_PRECISION=fp32|bf16] bash scripts/release_model.sh RUN_DIR ["TRAIN COMMAND"] [N_MOLECULES] [CURVE_MOLECULES]
 # TRAIN COMMAND: how the run was trained, for the card; "" or none: the history its checkpoint recorded.
 # PROCESSES: sampling worker processes for the big evaluations (2 on a 2-core CPU; 1 on a GPU).
 # CAMPAIGN: the run the campaign continues from, when RUN_DIR is a cool-down branch of it
@@ -48,7 +48,8 @@ bash scripts/curve_watch.sh "$CAMPAIGN" "$NCURVE" --once
 # checkpoints compare with this number
 measure validation_loss --n 0 --loss --precision fp32
 # every generation row in one precision, even when the release is measured on two machines (release_carry.sh):
-# that of the rows staged before, else the one `auto` picks here (bf16 where the hardware computes it, else fp32)
+# that of the rows staged before, else GENERATION_PRECISION (to match the release it replaces), else the one `auto`
+# picks here (bf16 where the hardware computes it, else fp32)
 precision=$(generation_precision "$STAGE")
 echo "generation rows in $precision"
 measure generation_100 --n "$N" --steps 100 --precision "$precision" --processes "$PROCESSES"

@@ -16,7 +16,8 @@ from unigem_core.constants import CONFORMERS, PROPERTIES, RELAX
 from unigem_core.device import resolve_device, set_cpu_threads
 from unigem_core.diffusion.sampler import SamplerOptions
 from unigem_core.engine import (DEFAULT_CHECKPOINT, MODEL_CARD, REPO_ROOT, Engine, check_model_domain, load_model,
-                                model_card, predict_properties, refine_geometries, to_report_units)
+                                enthalpy_offset, model_card, predict_properties, refine_geometries,
+                                to_report_units)
 from unigem_core.generation import generate, generate_valid
 from unigem_core.io import xtb
 from unigem_core.metrics.lookup import QM9Entry, QM9Lookup, qm9_lookup
@@ -29,7 +30,7 @@ from unigem_core.targets import PropertyRange, parse_range
 GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or conformers built from QM9's SMILES
 
 __all__ = ["CONFORMERS", "DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction",
-           "cpu_shards_available", "evaluate_generation", "evaluate_loss", "evaluate_properties",
+           "cpu_shards_available", "enthalpy_offset", "evaluate_generation", "evaluate_loss", "evaluate_properties",
            "evaluate_reference", "generate", "generate_valid", "load_model", "mean_properties", "model_card", "parse_range", "predict_molecules",
            "predict_properties", "predict_records", "predictions_table", "PropertyRange", "QM9Entry", "QM9Lookup",
            "qm9_lookup", "refine_geometries", "resolve_device", "set_cpu_threads", "to_report_units"]

@@ -16,6 +16,10 @@ MAX_ATOMS = 29
 MAX_HEAVY_ATOMS = 9
 
 HARTREE_TO_EV = 27.211386
+# kT at 298.15 K in Hartree: H - U of an ideal gas, the same for a molecule and for each free atom (QM9 lists
+# H = U + kT for every molecule, and ATOM_REFERENCE's H and U of each atom differ by it too). QM9's atomization
+# enthalpy therefore follows from its atomization energy U exactly: engine.enthalpy_offset.
+KT_298_HARTREE = 0.000944
 
 
 @dataclass(frozen=True)

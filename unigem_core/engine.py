@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from unigem_core.config import UniGEMConfig
-from unigem_core.constants import PROPERTIES
+from unigem_core.constants import ATOM_REFERENCE, HARTREE_TO_EV, KT_298_HARTREE, PROPERTIES, PROPERTY_KEYS
 from unigem_core.data.normalizer import PropertyNormalizer
 from unigem_core.device import keep_freed_memory, resolve_device
 from unigem_core.diffusion.schedule import NoiseSchedule
@@ -102,9 +102,31 @@ def load_model(checkpoint: str | Path | None = None, device: str = "auto") -> En
                   atom_count_probs=hist / hist.sum(), device=dev, checkpoint=path, info=info)
 
 
-def to_report_units(normalised: np.ndarray, normalizer: PropertyNormalizer) -> list[dict[str, float]]:
-    """[M, 12] normalised predictions -> one {key: value in reporting units} per molecule."""
+def enthalpy_offset(symbols: list[str] | tuple[str, ...]) -> float:
+    """H - U of a molecule's atomization values at 298 K, in eV: exact in QM9, about -(N - 1) kT for N atoms.
+
+    H = U + kT holds for the molecule and for each free atom, so the atomization enthalpy (molecule minus its
+    atoms) is the atomization energy plus kT minus the atoms' sum of H_ref - U_ref (bench/NOTES.md, "Enthalpy
+    from internal energy").
+    """
+    atoms = sum(ATOM_REFERENCE["H"][s] - ATOM_REFERENCE["U"][s] for s in symbols)
+    return (KT_298_HARTREE - atoms) * HARTREE_TO_EV
+
+
+_U, _H = PROPERTY_KEYS.index("U"), PROPERTY_KEYS.index("H")
+
+
+def to_report_units(normalised: np.ndarray, normalizer: PropertyNormalizer,
+                    symbols: list[list[str]] | None = None) -> list[dict[str, float]]:
+    """[M, 12] normalised predictions -> one {key: value in reporting units} per molecule.
+
+    Given each molecule's atoms (`symbols`), its enthalpy H is read off its energy U by the exact relation
+    H = U + enthalpy_offset rather than taken from the head's own H output, which carries U's error and a bias
+    of its own besides; without them, all twelve are the head's outputs as they are.
+    """
     values = np.asarray(normalised, dtype=np.float64) * np.asarray(normalizer.mad) + np.asarray(normalizer.mean)
+    if symbols is not None:
+        values[:, _H] = values[:, _U] + np.array([enthalpy_offset(each) for each in symbols])
     scale = np.array([p.report_scale for p in PROPERTIES])
     return [{p.key: float(v) for p, v in zip(PROPERTIES, row)} for row in values * scale]
 
@@ -130,8 +152,12 @@ def _batches(engine: Engine, molecules: list[Molecule], batch_size: int):
 
 @torch.inference_mode()
 def predict_properties(engine: Engine, molecules: list[Molecule], batch_size: int = 128,
-                       precision: str = "fp32") -> list[dict[str, float]]:
-    """All twelve properties of given molecules: the growth branch at t = 0 on their geometry (spec 7)."""
+                       precision: str = "fp32", enthalpy_from_u: bool = True) -> list[dict[str, float]]:
+    """All twelve properties of given molecules: the growth branch at t = 0 on their geometry (spec 7).
+
+    H is the predicted U plus the exact H - U of the molecule's atoms (enthalpy_offset) unless
+    `enthalpy_from_u` is False, which gives the head's own H output.
+    """
     for mol in molecules:
         check_model_domain(mol)
     by_index: dict[int, dict[str, float]] = {}
@@ -139,7 +165,8 @@ def predict_properties(engine: Engine, molecules: list[Molecule], batch_size: in
         t = torch.zeros(len(idx), dtype=torch.long, device=engine.device)
         with autocast(engine.device, precision):
             props = engine.model(x, t, mask, growth=True).properties
-        for i, p in zip(idx, to_report_units(props.float().cpu().numpy(), engine.normalizer)):
+        symbols = [molecules[i].symbols for i in idx] if enthalpy_from_u else None
+        for i, p in zip(idx, to_report_units(props.float().cpu().numpy(), engine.normalizer, symbols)):
             by_index[i] = p
     return [by_index[i] for i in range(len(molecules))]
 

@@ -31,9 +31,10 @@ GEOMETRIES = ("qm9", "smiles")  # evaluate_properties: DFT geometries, or confor
 
 __all__ = ["CONFORMERS", "DEFAULT_CHECKPOINT", "MODEL_CARD", "REPO_ROOT", "Engine", "Prediction",
            "cpu_shards_available", "enthalpy_offset", "evaluate_generation", "evaluate_loss", "evaluate_properties",
-           "evaluate_reference", "generate", "generate_valid", "load_model", "mean_properties", "model_card", "parse_range", "predict_molecules",
-           "predict_properties", "predict_records", "predictions_table", "PropertyRange", "QM9Entry", "QM9Lookup",
-           "qm9_lookup", "refine_geometries", "resolve_device", "set_cpu_threads", "to_report_units"]
+           "evaluate_reference", "generate", "generate_valid", "load_model", "mean_properties", "model_card",
+           "parse_range", "predict_molecules", "predict_properties", "predict_records", "predictions_table",
+           "PropertyRange", "QM9Entry", "QM9Lookup", "qm9_lookup", "refine_geometries", "resolve_device",
+           "set_cpu_threads", "to_report_units"]
 
 
 def predict_records(engine: Engine, records: list[Record], refine_built: bool = True,

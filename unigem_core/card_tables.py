@@ -14,6 +14,9 @@ GENERATION_COLUMNS = {"atom_stability": "Atom stable", "molecule_stability": "Mo
                       "uniqueness": "Unique", "valid_x_unique": "Valid × unique", "novelty": "Novel"}
 FROM_SMILES = "from SMILES (MAE)"  # mae_rows' column of the errors on geometries RDKit built
 GENERATED = "generated, vs QM9 (MAE)"  # mae_rows' column of generated molecules against QM9's DFT values
+# How the property tables' H is made (engine.to_report_units), said under each of them
+ENTHALPY_NOTE = ("H, in every column: the predicted U plus QM9's exact H - U of the molecule's atoms (kT minus the "
+                 "atoms' H - U, about -(N - 1) kT; engine.enthalpy_offset), not the property head's own H output")
 README_START = "<!-- model card: written by `unigem card --readme README.md`; do not edit by hand -->"
 README_END = "<!-- end of model card -->"
 
@@ -120,6 +123,7 @@ def markdown(card: dict) -> str:
                        f"bond graph QM9 holds ({percent(qm9.get('in_training_split'))} in its training split); "
                        f"the {qm9.get('n_unseen', 0):,} found only outside the training split, predictions from "
                        "the generated geometry against QM9's DFT values (that run's command, above)")
+        out.append(f"- {ENTHALPY_NOTE}")
     validation = card.get("validation_loss") or {}
     if validation.get("validation_loss"):
         terms = validation["validation_loss"]

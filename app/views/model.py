@@ -20,8 +20,8 @@ import streamlit as st
 
 from app import resources
 from app.components.curves import curve_caption, curve_figure, validation_figure
-from unigem_core.card_tables import (FROM_SMILES, GENERATED, by_sampler, generated_vs_qm9, generation_rows, mae_rows,
-                                     percent)
+from unigem_core.card_tables import (ENTHALPY_NOTE, FROM_SMILES, GENERATED, by_sampler, generated_vs_qm9,
+                                     generation_rows, mae_rows, percent)
 from unigem_core.constants import PROPERTIES, PUBLISHED_EGNN_MAE, PUBLISHED_GENERATION
 from unigem_core.metrics import ALLOWED_VALENCES
 
@@ -223,6 +223,8 @@ def render() -> None:
                    f"split); for the {qm9['n_unseen']:,} found only outside the training split, the predictions read "
                    "from the generated geometry are compared with QM9's DFT values at its own geometry, so the "
                    "errors include how far the generated geometry lies from QM9's (the command is that run's, above).")
+    if properties.get("mae"):
+        st.caption(ENTHALPY_NOTE + ".")
 
     _validation(card.get("validation_loss"))
     _training(card)

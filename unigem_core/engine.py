@@ -7,6 +7,7 @@ evaluation all call, so a molecule gets the same numbers wherever it comes from.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def load_model(checkpoint: str | Path | None = None, device: str = "auto") -> En
                   atom_count_probs=hist / hist.sum(), device=dev, checkpoint=path, info=info)
 
 
-def enthalpy_offset(symbols: list[str] | tuple[str, ...]) -> float:
+def enthalpy_offset(symbols: Sequence[str]) -> float:
     """H - U of a molecule's atomization values at 298 K, in eV: exact in QM9, about -(N - 1) kT for N atoms.
 
     H = U + kT holds for the molecule and for each free atom, so the atomization enthalpy (molecule minus its
@@ -117,7 +118,7 @@ _U, _H = PROPERTY_KEYS.index("U"), PROPERTY_KEYS.index("H")
 
 
 def to_report_units(normalised: np.ndarray, normalizer: PropertyNormalizer,
-                    symbols: list[list[str]] | None = None) -> list[dict[str, float]]:
+                    symbols: Sequence[Sequence[str]] | None = None) -> list[dict[str, float]]:
     """[M, 12] normalised predictions -> one {key: value in reporting units} per molecule.
 
     Given each molecule's atoms (`symbols`), its enthalpy H is read off its energy U by the exact relation
